@@ -123,7 +123,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         value = logs.get(self.monitor)
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            self.best_values = [np.array(v) for v in self.model.variables]
+            self.best_values = [keras.ops.convert_to_numpy(v) for v in self.model.variables]
         else:
             self.wait += 1
             if self.patience is not None and self.wait >= self.patience:
@@ -138,7 +138,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             with h5py.File(tmp, "w") as f:
                 g = f.create_group("state")
                 for i, v in enumerate(variables):
-                    g.create_dataset(str(i), data=np.array(v))
+                    g.create_dataset(str(i), data=keras.ops.convert_to_numpy(v))
                 if self.best_values is not None:
                     b = f.create_group("best")
                     for i, v in enumerate(self.best_values):

@@ -46,10 +46,11 @@ class MutualDistiller(keras.Model):
         self.student = student
         self.sleep_graph = SleepGraph(name="sleep_graph")
         self.temporal_relation = TemporalRelation(name="temporal_relation")
-        self.losses_ = LossTrackers(LOSS_NAMES)
+        self.loss_trackers = LossTrackers(LOSS_NAMES)
         self.teacher_staging = StagingMetrics("teacher")
         self.student_staging = StagingMetrics("student")
         self.settings = {}
+        self.built = True  # the wrapped models are built functional models
 
     def compile(
         self,
@@ -105,12 +106,12 @@ class MutualDistiller(keras.Model):
 
     @property
     def metrics(self):
-        return self.losses_.metrics + self.teacher_staging.metrics + self.student_staging.metrics
+        return self.loss_trackers.metrics + self.teacher_staging.metrics + self.student_staging.metrics
 
     def call(self, x, training=False):
         return self.student(x, training=training)["logits"]
 
-    def _losses(self, x, y, training):
+    def _compute_terms(self, x, y, training):
         cfg = self.settings
         teacher_out = self.teacher(x, training=training and cfg["mutual"])
         if not (training and cfg["mutual"]):
@@ -149,7 +150,7 @@ class MutualDistiller(keras.Model):
         x, y = unpack(data)
         cfg = self.settings
         with tf.GradientTape() as tape:
-            terms, t_logits, s_logits = self._losses(x, y, training=True)
+            terms, t_logits, s_logits = self._compute_terms(x, y, training=True)
             # Disjoint parameters: d/d(theta_t) of this is exactly Eq. 12 and
             # d/d(theta_s) exactly Eq. 13 (see the class docstring).
             objective = terms["loss_student"]
@@ -165,11 +166,11 @@ class MutualDistiller(keras.Model):
 
     def test_step(self, data):
         x, y = unpack(data)
-        terms, t_logits, s_logits = self._losses(x, y, training=False)
+        terms, t_logits, s_logits = self._compute_terms(x, y, training=False)
         return self._update_metrics(terms, y, t_logits, s_logits)
 
     def _update_metrics(self, terms, y, t_logits, s_logits):
-        self.losses_.update(terms)
+        self.loss_trackers.update(terms)
         self.teacher_staging.update(y, t_logits)
         self.student_staging.update(y, s_logits)
         return {m.name: m.result() for m in self.metrics}

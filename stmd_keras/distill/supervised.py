@@ -24,8 +24,9 @@ class SupervisedTrainer(keras.Model):
         super().__init__(**kwargs)
         self.model = model
         self.trainees = (model,)
-        self.losses_ = LossTrackers(["loss"])
+        self.loss_trackers = LossTrackers(["loss"])
         self.staging = StagingMetrics("")
+        self.built = True  # the wrapped models are built functional models
 
     def call(self, x, training=False):
         return self.model(x, training=training)["logits"]
@@ -37,7 +38,7 @@ class SupervisedTrainer(keras.Model):
 
     @property
     def metrics(self):
-        return self.losses_.metrics + self.staging.metrics
+        return self.loss_trackers.metrics + self.staging.metrics
 
     def train_step(self, data):
         x, y = unpack(data)
@@ -47,13 +48,13 @@ class SupervisedTrainer(keras.Model):
         variables = self.model.trainable_variables
         grads = tape.gradient(scale_for_replicas(loss), variables)
         self.optimizer.apply_gradients(zip(grads, variables))
-        self.losses_.update({"loss": loss})
+        self.loss_trackers.update({"loss": loss})
         self.staging.update(y, logits)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         x, y = unpack(data)
         logits = self.model(x, training=False)["logits"]
-        self.losses_.update({"loss": classification_loss(y, logits)})
+        self.loss_trackers.update({"loss": classification_loss(y, logits)})
         self.staging.update(y, logits)
         return {m.name: m.result() for m in self.metrics}

@@ -1,0 +1,268 @@
+"""One runner for every table script: rows x seeds, cached, printed beside the paper."""
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+
+import numpy as np
+
+from stmd_keras.io import write_json, write_text
+from stmd_keras.runner.datasets import load_experiment_data
+from stmd_keras.runner.settings import (
+    CHANNEL_SETS, QUICK_DATA, QUICK_TRAIN, DataSettings, TrainSettings, settings_key,
+)
+from stmd_keras.runner.training import RunContext, run_method, set_seed
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of a table: a training method and its parameters.
+
+    Args:
+        name: the method's name as printed in the paper.
+        method: "teacher", "student" or "distill" (see `training.METHODS`).
+        params: keyword arguments of the method (for "distill": those of
+            `MutualDistiller.compile`).
+        paper: the paper's `{dataset: (accuracy %, macro-F1 %)}` for this row.
+    """
+
+    name: str
+    method: str
+    params: dict = dataclasses.field(default_factory=dict)
+    paper: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+    """What a table script declares: its rows, architecture and channel set."""
+
+    name: str
+    title: str
+    rows: tuple
+    architecture: str = "cnn_rnn"
+    channel_set: str = "eeg_eog6"
+    paper_datasets: tuple = ("isruc", "mass")
+
+
+# Which paper column a dataset is compared with. The synthetic default mimics
+# ISRUC-III (10 subjects, its channels, 8/1/1 split).
+PAPER_COLUMN = {"synthetic": "isruc", "isruc": "isruc", "mass": "mass", "sleep-edf": "isruc"}
+
+
+def build_parser(spec):
+    p = argparse.ArgumentParser(
+        prog=f"{spec.name}.py",
+        description=f"{spec.title} Results are cached: an interrupted run resumes.",
+    )
+    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "isruc", "mass", "sleep-edf"])
+    p.add_argument("--data-dir", default=None, help="folder with the real dataset's files")
+    p.add_argument("--quick", action="store_true", help="small data and 3 epochs: a smoke run in minutes")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1); mean +- std")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of each phase")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per step (paper: 8)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 1e-4)")
+    p.add_argument("--seq-len", type=int, default=None, help="epochs per sequence L (default 20)")
+    p.add_argument("--patience", type=int, default=None, help="early stopping on val macro-F1")
+    p.add_argument("--subjects", type=int, default=None, help="synthetic subjects")
+    p.add_argument("--night-epochs", type=int, default=None, help="synthetic epochs per night")
+    p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all)")
+    p.add_argument("--out", default="results", help="where tables are written")
+    p.add_argument("--work-dir", default="runs", help="checkpoints and the per-row cache")
+    p.add_argument("--verbose", type=int, default=None, choices=[0, 1, 2])
+    return p
+
+
+def settings_from_args(spec, args):
+    data_kw, train_kw = {}, {}
+    if args.quick:
+        data_kw.update(QUICK_DATA)
+        train_kw.update(QUICK_TRAIN)
+    if args.subjects is not None:
+        data_kw["n_subjects"] = args.subjects
+    if args.night_epochs is not None:
+        data_kw["night_epochs"] = args.night_epochs
+    if args.epochs is not None:
+        train_kw["epochs"] = args.epochs
+    if args.patience is not None:
+        train_kw["patience"] = args.patience
+    if args.batch_size is not None:
+        train_kw["batch_size"] = args.batch_size
+    if args.lr is not None:
+        train_kw["learning_rate"] = args.lr
+    if args.seq_len is not None:
+        data_kw["seq_len"] = args.seq_len
+    if spec.channel_set not in CHANNEL_SETS:
+        raise ValueError(f"{spec.name}: unknown channel set {spec.channel_set!r}")
+    data = DataSettings(
+        dataset=args.dataset, data_dir=args.data_dir, channel_set=spec.channel_set, **data_kw
+    )
+    return data, TrainSettings(**train_kw)
+
+
+def run_table(spec, argv=None):
+    """Parses `argv`, runs every (row, seed) not cached yet, writes the table.
+
+    Returns the aggregated rows (list of dicts).
+    """
+    args = build_parser(spec).parse_args(argv)
+    data_settings, train_settings = settings_from_args(spec, args)
+    rows = _selected_rows(spec, args.rows)
+    tag = f"{args.dataset}{'-quick' if args.quick else ''}"
+    cache_dir = os.path.join(args.work_dir, "results")
+    out_dir = os.path.join(args.out, spec.name, tag)
+    print(f"{spec.title}\n  data: {data_settings}\n  training: {train_settings}", flush=True)
+
+    data = None
+    results = {}
+    for seed in range(args.seeds):
+        for row in rows:
+            key = settings_key(
+                spec.architecture, row.method, row.params, data_settings, train_settings, seed
+            )
+            path = os.path.join(cache_dir, f"{key}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    results[row.name, seed] = json.load(f)
+                print(f"[{row.name} | seed {seed}] cached ({path})", flush=True)
+                continue
+            if data is None:
+                started = time.time()
+                data = load_experiment_data(data_settings)
+                print(
+                    f"  data ready in {time.time() - started:.1f} s: train {len(data.train)}, "
+                    f"val {len(data.val)}, test {len(data.test)} sequences; split {data.split.to_dict()}",
+                    flush=True,
+                )
+            print(f"[{row.name} | seed {seed}] training ...", flush=True)
+            ctx = RunContext(
+                data=data, data_settings=data_settings, train_settings=train_settings,
+                architecture=spec.architecture, seed=seed,
+                work_dir=args.work_dir, verbose=args.verbose,
+            )
+            set_seed(seed)
+            result = run_method(ctx, row.method, row.params, os.path.join(args.work_dir, "rows", key))
+            result.update(row=row.name, seed=seed, key=key)
+            write_json(path, result)
+            results[row.name, seed] = result
+            m = result["metrics"]
+            print(
+                f"[{row.name} | seed {seed}] accuracy {100 * m['accuracy']:.2f} %, "
+                f"macro-F1 {100 * m['macro_f1']:.2f} %, kappa {m['kappa']:.3f} "
+                f"({result['seconds']:.0f} s)",
+                flush=True,
+            )
+
+    summary = summarize(spec, rows, results, args.seeds, PAPER_COLUMN[args.dataset])
+    command = "python experiments/" + spec.name + ".py " + " ".join(argv if argv is not None else _argv())
+    markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip())
+    print("\n" + markdown)
+    write_text(os.path.join(out_dir, f"{spec.name}.md"), markdown)
+    write_text(os.path.join(out_dir, f"{spec.name}.csv"), format_csv(summary))
+    write_json(os.path.join(out_dir, f"{spec.name}.json"), {
+        "table": spec.name, "title": spec.title, "dataset": args.dataset, "seeds": args.seeds,
+        "data_settings": dataclasses.asdict(data_settings),
+        "train_settings": dataclasses.asdict(train_settings),
+        "rows": summary,
+        "runs": [dict(r, history=None) for r in results.values()],
+    })
+    print(f"Written to {out_dir}/", flush=True)
+    return summary
+
+
+def _argv():
+    import sys
+
+    return sys.argv[1:]
+
+
+def _selected_rows(spec, names):
+    if not names:
+        return spec.rows
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = {r.name: r for r in spec.rows}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"Unknown row(s) {unknown}; rows of {spec.name}: {list(known)}")
+    return tuple(known[n] for n in wanted)
+
+
+def summarize(spec, rows, results, n_seeds, paper_column):
+    """Mean and std over seeds of each row's test metrics, with the paper's values."""
+    summary = []
+    for row in rows:
+        runs = [results[row.name, s] for s in range(n_seeds) if (row.name, s) in results]
+        entry = {"row": row.name, "seeds": len(runs)}
+        for metric in ("accuracy", "macro_f1", "kappa"):
+            values = np.array([100 * r["metrics"][metric] if metric != "kappa" else r["metrics"][metric]
+                               for r in runs], dtype=float)
+            entry[metric] = float(values.mean())
+            entry[metric + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        entry["per_class_f1"] = {
+            k: float(np.mean([100 * r["metrics"]["per_class_f1"][k] for r in runs]))
+            for k in runs[0]["metrics"]["per_class_f1"]
+        }
+        entry["params"] = runs[0].get("params")
+        entry["seconds"] = float(np.mean([r["seconds"] for r in runs]))
+        paper = row.paper.get(paper_column)
+        entry["paper_accuracy"], entry["paper_macro_f1"] = paper if paper else (None, None)
+        if any("teacher_metrics" in r for r in runs):
+            entry["teacher_accuracy_after"] = float(
+                np.mean([100 * r["teacher_metrics"]["accuracy"] for r in runs if "teacher_metrics" in r])
+            )
+        summary.append(entry)
+    return summary
+
+
+def _pm(mean, std, n):
+    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+
+
+def _delta(ours, paper):
+    return "—" if paper is None else f"{ours - paper:+.2f}"
+
+
+def format_markdown(spec, summary, args, data_settings, train_settings, command):
+    column = {"isruc": "ISRUC-III", "mass": "MASS-SS3"}[PAPER_COLUMN[args.dataset]]
+    lines = [
+        f"### {spec.title}",
+        "",
+        f"Dataset: **{args.dataset}**{' (quick)' if args.quick else ''}, {args.seeds} seed(s); "
+        f"paper values: {column}. Accuracy and macro-F1 in %, test subjects pooled.",
+        "",
+        "| Method | Paper acc. | Paper MF1 | Ours acc. | Ours MF1 | Δ acc. | Δ MF1 | κ | F1 W / N1 / N2 / N3 / REM |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        pa, pf = e["paper_accuracy"], e["paper_macro_f1"]
+        f1 = " / ".join(f"{v:.0f}" for v in e["per_class_f1"].values())
+        lines.append(
+            f"| {e['row']} | {'—' if pa is None else f'{pa:.2f}'} | {'—' if pf is None else f'{pf:.2f}'} "
+            f"| {_pm(e['accuracy'], e['accuracy_std'], e['seeds'])} "
+            f"| {_pm(e['macro_f1'], e['macro_f1_std'], e['seeds'])} "
+            f"| {_delta(e['accuracy'], pa)} | {_delta(e['macro_f1'], pf)} "
+            f"| {e['kappa']:.3f} | {f1} |"
+        )
+    lines += [
+        "",
+        f"Data: {data_settings}",
+        f"Training: {train_settings}",
+        "",
+        f"Command: `{command}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def format_csv(summary):
+    buf = io.StringIO()
+    fields = ["row", "seeds", "accuracy", "accuracy_std", "macro_f1", "macro_f1_std", "kappa",
+              "kappa_std", "paper_accuracy", "paper_macro_f1", "params", "seconds"]
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for e in summary:
+        writer.writerow(e)
+    return buf.getvalue()

@@ -1,0 +1,176 @@
+"""Training recipes of the table rows: pre-train, train alone, distill."""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stmd_keras.distill import MutualDistiller, ResumableCheckpoint, SupervisedTrainer
+from stmd_keras.evaluation import evaluate
+from stmd_keras.io import atomic_path, write_json
+from stmd_keras.models import build_model
+from stmd_keras.runner.settings import settings_key
+
+
+def set_seed(seed):
+    """Seeds Python, NumPy and TensorFlow and makes TF ops deterministic."""
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a row needs besides its own parameters."""
+
+    data: object  # ExperimentData
+    data_settings: object
+    train_settings: object
+    architecture: str
+    seed: int
+    work_dir: str
+    verbose: int = None
+    row_dir: str = None
+
+    def model(self, role):
+        d = self.data_settings
+        return build_model(
+            self.architecture, role, n_channels=len(self.data.channels), seq_len=d.seq_len, fs=d.fs
+        )
+
+    @property
+    def fit_verbose(self):
+        if self.verbose is not None:
+            return self.verbose
+        return 1 if sys.stdout.isatty() else 2
+
+
+def fit_resumable(trainer, ctx, directory, monitor):
+    """`fit` with a per-epoch checkpoint in `directory`; resumes if one exists.
+
+    Returns the `ResumableCheckpoint` (its `history`, `best_epoch`, ...).
+    """
+    ts = ctx.train_settings
+    ckpt = ResumableCheckpoint(
+        directory, monitor=monitor, mode="max", patience=ts.patience, restore_best=ts.restore_best
+    )
+    start = ckpt.restore(trainer)
+    if start < ts.epochs and not ckpt.finished:
+        if start:
+            print(f"  resuming from epoch {start} ({directory})", flush=True)
+        trainer.fit(
+            ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed, start_epoch=start),
+            steps_per_epoch=ctx.data.train.steps_per_epoch(ts.batch_size),
+            epochs=ts.epochs,
+            initial_epoch=start,
+            validation_data=ctx.data.val.eval_dataset(4 * ts.batch_size),
+            callbacks=[ckpt],
+            verbose=ctx.fit_verbose,
+        )
+    elif ts.restore_best:
+        ckpt.restore_best_weights(trainer)
+    return ckpt
+
+
+def predict_epoch_probabilities(model, sequences, batch_size=32):
+    """Per-epoch stage probabilities `(N, 5)` of `model` over `sequences`."""
+    predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)["logits"]))
+    outputs = [predict(x).numpy() for x, _ in sequences.eval_dataset(batch_size)]
+    return sequences.epoch_probabilities(np.concatenate(outputs))
+
+
+def evaluate_model(model, sequences):
+    """Metrics of `model` on every epoch of `sequences` (pooled and per subject)."""
+    probs = predict_epoch_probabilities(model, sequences)
+    return evaluate(sequences.y, probs.argmax(-1), subjects=sequences.subject)
+
+
+def _save_weights(model, path):
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+
+
+def pretrained_teacher(ctx):
+    """The teacher trained alone (cached per data, training settings and seed).
+
+    Returns `(teacher, info)` where `info` has the training history.
+    """
+    key = settings_key("teacher", ctx.architecture, ctx.data_settings, ctx.train_settings, ctx.seed)
+    directory = os.path.join(ctx.work_dir, "teacher", key)
+    final = os.path.join(directory, "final.weights.h5")
+    info_path = os.path.join(directory, "final.json")
+    set_seed(ctx.seed)
+    teacher = ctx.model("teacher")
+    if os.path.exists(final) and os.path.exists(info_path):
+        teacher.load_weights(final)
+        with open(info_path) as f:
+            return teacher, json.load(f)
+    print(f"  pre-training the teacher ({teacher.count_params():,} parameters)", flush=True)
+    trainer = SupervisedTrainer(teacher)
+    trainer.compile(keras.optimizers.Adam(ctx.train_settings.learning_rate))
+    ckpt = fit_resumable(trainer, ctx, os.path.join(directory, "checkpoint"), "val_macro_f1")
+    info = {"history": ckpt.history, "best_epoch": ckpt.best_epoch}
+    _save_weights(teacher, final)
+    write_json(info_path, info)
+    return teacher, info
+
+
+def run_teacher(ctx, params):
+    teacher, info = pretrained_teacher(ctx)
+    return {"metrics": evaluate_model(teacher, ctx.data.test), "params": teacher.count_params(), **info}
+
+
+def run_student(ctx, params):
+    set_seed(ctx.seed)
+    student = ctx.model("student")
+    trainer = SupervisedTrainer(student)
+    trainer.compile(keras.optimizers.Adam(ctx.train_settings.learning_rate))
+    ckpt = fit_resumable(trainer, ctx, ctx.row_dir, "val_macro_f1")
+    return {
+        "metrics": evaluate_model(student, ctx.data.test),
+        "params": student.count_params(),
+        "history": ckpt.history,
+        "best_epoch": ckpt.best_epoch,
+    }
+
+
+def run_distill(ctx, params):
+    """Distils a fresh student from the pre-trained teacher with `params`.
+
+    `params` are `MutualDistiller.compile` keyword arguments (weights,
+    switches, KD temperature...).
+    """
+    teacher, _ = pretrained_teacher(ctx)
+    set_seed(ctx.seed)  # the same initial student as the no-KD row
+    student = ctx.model("student")
+    lr = ctx.train_settings.learning_rate
+    distiller = MutualDistiller(teacher, student)
+    distiller.compile(keras.optimizers.Adam(lr), keras.optimizers.Adam(lr), **params)
+    ckpt = fit_resumable(distiller, ctx, ctx.row_dir, "val_student_macro_f1")
+    result = {
+        "metrics": evaluate_model(student, ctx.data.test),
+        "params": student.count_params(),
+        "history": ckpt.history,
+        "best_epoch": ckpt.best_epoch,
+    }
+    if distiller.settings["mutual"]:
+        result["teacher_metrics"] = evaluate_model(teacher, ctx.data.test)
+    return result
+
+
+METHODS = {"teacher": run_teacher, "student": run_student, "distill": run_distill}
+
+
+def run_method(ctx, method, params, row_dir):
+    """Runs one row's `method` with `params`; returns its result dict."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; available: {sorted(METHODS)}")
+    ctx.row_dir = row_dir
+    started = time.time()
+    result = METHODS[method](ctx, dict(params))
+    result["seconds"] = round(time.time() - started, 1)
+    return result
