@@ -15,7 +15,8 @@ from stmd_keras.runner.datasets import load_experiment_data
 from stmd_keras.runner.settings import (
     CHANNEL_SETS, QUICK_DATA, QUICK_TRAIN, DataSettings, TrainSettings, settings_key,
 )
-from stmd_keras.runner.training import RunContext, run_method, set_seed
+from stmd_keras.reproducibility import set_seed
+from stmd_keras.runner.training import RunContext, run_method
 
 
 @dataclasses.dataclass(frozen=True)

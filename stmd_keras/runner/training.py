@@ -14,13 +14,8 @@ from stmd_keras.distill import MutualDistiller, ResumableCheckpoint, SupervisedT
 from stmd_keras.evaluation import evaluate
 from stmd_keras.io import atomic_path, write_json
 from stmd_keras.models import build_model
+from stmd_keras.reproducibility import set_seed
 from stmd_keras.runner.settings import settings_key
-
-
-def set_seed(seed):
-    """Seeds Python, NumPy and TensorFlow and makes TF ops deterministic."""
-    keras.utils.set_random_seed(int(seed))
-    tf.config.experimental.enable_op_determinism()
 
 
 @dataclasses.dataclass
