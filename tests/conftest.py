@@ -16,5 +16,3 @@ def shared_data():
     return SHARED_DATA
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long tests, excluded by default (run with -m slow)")
