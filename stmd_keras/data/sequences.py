@@ -45,12 +45,18 @@ class SequenceSet:
         stride: epochs between consecutive sequence starts; default
             `seq_len` (non-overlapping).
         cover_all: add an end-aligned sequence per recording so that every
-            epoch is covered (default True).
+            epoch is covered (default True; needs `stride <= seq_len`).
     """
 
     def __init__(self, recordings, seq_len=20, stride=None, cover_all=True):
         self._seq_len = _positive_int("seq_len", seq_len)
         self._stride = self._seq_len if stride is None else _positive_int("stride", stride)
+        if cover_all and self._stride > self._seq_len:
+            raise ValueError(
+                f"stride={self._stride} > seq_len={self._seq_len} skips epochs between "
+                "sequences, so not every epoch can be covered. Use stride <= seq_len, "
+                "or cover_all=False to subsample on purpose."
+            )
         recordings = list(recordings)
         if not recordings:
             raise DataError("SequenceSet: no recordings given.")
