@@ -7,8 +7,7 @@ import sys
 import time
 
 import keras
-import numpy as np
-import tensorflow as tf
+import scipy.special
 
 from stmd_keras.distill import MutualDistiller, ResumableCheckpoint, SupervisedTrainer
 from stmd_keras.evaluation import evaluate
@@ -64,6 +63,7 @@ def fit_resumable(trainer, ctx, directory, monitor):
             initial_epoch=start,
             validation_data=ctx.data.val.eval_dataset(4 * ts.batch_size),
             callbacks=[ckpt],
+            shuffle=False,  # the stream is already shuffled per (seed, epoch)
             verbose=ctx.fit_verbose,
         )
     elif ts.restore_best:
@@ -73,9 +73,8 @@ def fit_resumable(trainer, ctx, directory, monitor):
 
 def predict_epoch_probabilities(model, sequences, batch_size=32):
     """Per-epoch stage probabilities `(N, 5)` of `model` over `sequences`."""
-    predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False)["logits"]))
-    outputs = [predict(x).numpy() for x, _ in sequences.eval_dataset(batch_size)]
-    return sequences.epoch_probabilities(np.concatenate(outputs))
+    logits = model.predict(sequences.eval_dataset(batch_size).map(lambda x, y: x), verbose=0)["logits"]
+    return sequences.epoch_probabilities(scipy.special.softmax(logits, axis=-1))
 
 
 def evaluate_model(model, sequences):

@@ -1,0 +1,109 @@
+"""The table runner end to end: outputs, caching, determinism, SIGKILL resume."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stmd_keras.runner import Row, TableSpec, run_table
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# One training subject, 6 sequences of 10 epochs, 3 steps of 2 per epoch.
+TINY = ["--subjects", "3", "--night-epochs", "60", "--seq-len", "10", "--batch-size", "2",
+        "--epochs", "2", "--verbose", "0"]
+
+SPEC = TableSpec(
+    name="tiny",
+    title="Tiny table for tests.",
+    rows=(
+        Row("Teacher", "teacher", paper={"isruc": (83.47, 80.50)}),
+        Row("Student (no KD)", "student"),
+        Row("Ours (STMD)", "distill", dict(beta=5.0, gamma=1.0), paper={"isruc": (82.42, 80.06)}),
+    ),
+)
+
+
+def test_table_writes_markdown_csv_json_and_reuses_cached_rows(tmp_path):
+    argv = TINY + ["--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    first = run_table(SPEC, argv)
+    out = tmp_path / "out" / "tiny" / "synthetic"
+    md = (out / "tiny.md").read_text()
+    for row in ("Teacher", "Student (no KD)", "Ours (STMD)"):
+        assert f"| {row} |" in md
+    assert "| 83.47 | 80.50 |" in md  # the paper's values beside ours
+    assert (out / "tiny.csv").read_text().count("\n") == 4
+    saved = json.loads((out / "tiny.json").read_text())
+    assert [r["row"] for r in saved["rows"]] == [r.name for r in SPEC.rows]
+    for entry in first:
+        assert 0 <= entry["accuracy"] <= 100 and 0 <= entry["macro_f1"] <= 100
+    started = time.time()
+    second = run_table(SPEC, argv)  # everything cached: no training
+    assert time.time() - started < 20
+    assert second == first
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    results = []
+    for run in ("a", "b"):
+        argv = TINY + ["--rows", "Student (no KD)", "--work-dir", str(tmp_path / run),
+                       "--out", str(tmp_path / run)]
+        results.append(run_table(SPEC, argv))
+    assert results[0] == results[1]
+
+
+def _table3(work, out, extra=()):
+    cmd = [sys.executable, str(REPO / "experiments" / "table3.py"), *TINY, "--rows", "Ours (STMD)",
+           "--epochs", "4", "--work-dir", str(work), "--out", str(out), *extra]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _result(work):
+    (path,) = (pathlib.Path(work) / "results").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_sigkill_during_distillation_resumes_to_the_same_result(tmp_path):
+    reference = _table3(tmp_path / "ref", tmp_path / "ref-out")
+    killed = _table3(tmp_path / "kill", tmp_path / "kill-out")
+    # Kill once the distillation phase has checkpointed its second epoch.
+    deadline = time.time() + 400
+    state = None
+    while time.time() < deadline and killed.poll() is None:
+        states = list((tmp_path / "kill" / "rows").glob("*/state.h5"))
+        if states and '"epoch": 1' in _meta(states[0]):
+            state = states[0]
+            break
+        time.sleep(0.2)
+    assert state is not None, killed.communicate()[0][-3000:]
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert not list((tmp_path / "kill" / "results").glob("*.json"))
+
+    resumed = _table3(tmp_path / "kill", tmp_path / "kill-out")
+    log = resumed.communicate(timeout=400)[0]
+    assert resumed.returncode == 0, log[-3000:]
+    assert "resuming from epoch 2" in log
+    assert reference.wait(timeout=400) == 0
+    a, b = _result(tmp_path / "ref"), _result(tmp_path / "kill")
+    assert a["metrics"] == b["metrics"]
+    assert len(a["history"]) == len(b["history"]) == 4
+    for x, y in zip(a["history"], b["history"]):
+        for k in x:
+            assert x[k] == (y[k] if not k.startswith("val_") else pytest.approx(y[k], rel=1e-6)), k
+
+
+def _meta(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs["meta"]
+    except (OSError, KeyError):
+        return ""  # being replaced right now
