@@ -56,6 +56,12 @@ class MultiChannelEncoder(layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
         self.n_channels, self.samples = int(input_shape[2]), int(input_shape[3])
+        stride = max(1, int(self.fs // 4))
+        if -(-self.samples // stride) < 32:  # 'same' conv, then pools of 8 and 4
+            raise ValueError(
+                f"Epochs of {self.samples} samples are too short for the encoder at "
+                f"fs={self.fs} (need at least 32 * fs/4 = {32 * stride - stride + 1} samples)."
+            )
         self.streams = [self._stream(c) for c in range(self.n_channels)]
         for stream in self.streams:
             shape = (None, self.samples, 1)
@@ -63,11 +69,6 @@ class MultiChannelEncoder(layers.Layer):
                 layer.build(shape)
                 shape = layer.compute_output_shape(shape)
         self.feature_dim = int(shape[-1])
-        if self.feature_dim < 1:
-            raise ValueError(
-                f"Epochs of {self.samples} samples are too short for the encoder at "
-                f"fs={self.fs} (need at least fs/4 * 32 samples)."
-            )
 
     def call(self, x, training=False):
         seq_len = ops.shape(x)[1]
