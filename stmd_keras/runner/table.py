@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -77,25 +78,19 @@ def build_parser(spec):
     return p
 
 
+# Command-line option -> settings field it overrides.
+_DATA_OPTIONS = {"subjects": "n_subjects", "night_epochs": "night_epochs", "seq_len": "seq_len"}
+_TRAIN_OPTIONS = {"epochs": "epochs", "patience": "patience", "batch_size": "batch_size",
+                  "lr": "learning_rate"}
+
+
 def settings_from_args(spec, args):
-    data_kw, train_kw = {}, {}
-    if args.quick:
-        data_kw.update(QUICK_DATA)
-        train_kw.update(QUICK_TRAIN)
-    if args.subjects is not None:
-        data_kw["n_subjects"] = args.subjects
-    if args.night_epochs is not None:
-        data_kw["night_epochs"] = args.night_epochs
-    if args.epochs is not None:
-        train_kw["epochs"] = args.epochs
-    if args.patience is not None:
-        train_kw["patience"] = args.patience
-    if args.batch_size is not None:
-        train_kw["batch_size"] = args.batch_size
-    if args.lr is not None:
-        train_kw["learning_rate"] = args.lr
-    if args.seq_len is not None:
-        data_kw["seq_len"] = args.seq_len
+    data_kw = dict(QUICK_DATA) if args.quick else {}
+    train_kw = dict(QUICK_TRAIN) if args.quick else {}
+    for options, kw in ((_DATA_OPTIONS, data_kw), (_TRAIN_OPTIONS, train_kw)):
+        for option, field in options.items():
+            if getattr(args, option) is not None:
+                kw[field] = getattr(args, option)
     if spec.channel_set not in CHANNEL_SETS:
         raise ValueError(f"{spec.name}: unknown channel set {spec.channel_set!r}")
     data = DataSettings(
@@ -158,7 +153,7 @@ def run_table(spec, argv=None):
             )
 
     summary = summarize(spec, rows, results, args.seeds, PAPER_COLUMN[args.dataset])
-    command = "python experiments/" + spec.name + ".py " + " ".join(argv if argv is not None else _argv())
+    command = "python experiments/" + spec.name + ".py " + " ".join(argv if argv is not None else sys.argv[1:])
     markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip())
     print("\n" + markdown)
     write_text(os.path.join(out_dir, f"{spec.name}.md"), markdown)
@@ -172,12 +167,6 @@ def run_table(spec, argv=None):
     })
     print(f"Written to {out_dir}/", flush=True)
     return summary
-
-
-def _argv():
-    import sys
-
-    return sys.argv[1:]
 
 
 def _selected_rows(spec, names):

@@ -1,0 +1,30 @@
+"""The `stmd` command line."""
+
+import numpy as np
+import pytest
+
+from stmd_keras.cli import main
+
+
+def test_models_prints_parameter_counts(capsys):
+    main(["models"])
+    out = capsys.readouterr().out
+    assert "| cnn_rnn teacher | 4,893,445 |" in out
+    assert "| cnn_rnn student | 314,053 |" in out
+
+
+def test_synth_writes_loadable_nights(tmp_path, capsys):
+    main(["synth", "--subjects", "2", "--out", str(tmp_path)])
+    files = sorted(tmp_path.glob("*.npz"))
+    assert [f.name for f in files] == ["synth00.npz", "synth01.npz"]
+    with np.load(files[0], allow_pickle=False) as z:
+        assert z["signals"].shape[0] == len(z["channels"]) == 9
+        assert z["signals"].shape[1] == 30 * 100 * z["labels"].size
+    assert not list(tmp_path.glob(".tmp-*"))  # written atomically, nothing left behind
+
+
+def test_unknown_table_and_row_fail_clearly(capsys):
+    with pytest.raises(SystemExit, match="table99"):
+        main(["table", "99"])
+    with pytest.raises(SystemExit, match="Unknown row"):
+        main(["table", "3", "--rows", "Nope"])
