@@ -107,3 +107,15 @@ def _meta(path):
             return f.attrs["meta"]
     except (OSError, KeyError):
         return ""  # being replaced right now
+
+
+def test_synthetic_at_200_hz_is_resampled_and_stride_overlaps_training_only():
+    from stmd_keras.runner.datasets import load_experiment_data
+    from stmd_keras.runner.settings import DataSettings
+
+    d = load_experiment_data(DataSettings(n_subjects=3, night_epochs=40, synthetic_fs=200,
+                                          seq_len=10, stride=5))
+    assert d.train.fs == 100 and d.train.epoch_samples == 3000
+    assert len(d.train) == 7  # starts 0, 5, ..., 30 in one 40-epoch night
+    assert len(d.test) == 4
+    assert set(d.train.subjects).isdisjoint(d.test.subjects)

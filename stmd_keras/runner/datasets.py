@@ -33,7 +33,7 @@ def load_recordings(settings):
         if settings.difficulty is not None:
             kwargs["difficulty"] = settings.difficulty
         return synthetic.generate(
-            settings.n_subjects, seed=DATA_SEED, fs=settings.fs, channels=settings.channels, **kwargs
+            settings.n_subjects, seed=DATA_SEED, fs=settings.synthetic_fs, channels=settings.channels, **kwargs
         )
     raise NotImplementedError(
         f"Dataset {settings.dataset!r} has no loader yet; only 'synthetic' is "
@@ -50,8 +50,13 @@ def load_experiment_data(settings):
     split = paper_split(
         [r.subject for r in recordings], seed=DATA_SEED, n_val=settings.n_val, n_test=settings.n_test
     )
+    # Only training sequences overlap when a stride is set; evaluation always
+    # scores each epoch from non-overlapping sequences (plus an end-aligned one).
     sets = {
-        part: SequenceSet(select(recordings, getattr(split, part)), seq_len=settings.seq_len)
+        part: SequenceSet(
+            select(recordings, getattr(split, part)), seq_len=settings.seq_len,
+            stride=settings.stride if part == "train" else None,
+        )
         for part in ("train", "val", "test")
     }
     return ExperimentData(channels=settings.channels, fs=settings.fs, split=split, **sets)

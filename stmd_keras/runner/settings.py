@@ -23,8 +23,11 @@ class DataSettings:
         n_subjects: synthetic subjects (the paper's ISRUC-III has 10).
         night_epochs: synthetic epochs per night (`None`: generator default).
         difficulty: synthetic difficulty (`None`: generator default).
+        synthetic_fs: rate the synthetic nights are generated at (200 like
+            ISRUC-III's EEG); the pipeline resamples them to `fs`.
         fs: model sampling rate in Hz.
         seq_len: epochs per sequence (L).
+        stride: epochs between training sequence starts (`None`: `seq_len`).
         n_val, n_test: subjects held out for validation and test (8/1/1).
     """
 
@@ -34,8 +37,10 @@ class DataSettings:
     n_subjects: int = 10
     night_epochs: int = None
     difficulty: float = None
+    synthetic_fs: int = 100
     fs: int = 100
     seq_len: int = 20
+    stride: int = None
     n_val: int = 1
     n_test: int = 1
 

@@ -68,6 +68,8 @@ def build_parser(spec):
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step (paper: 8)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (paper: 1e-4)")
     p.add_argument("--seq-len", type=int, default=None, help="epochs per sequence L (default 20)")
+    p.add_argument("--stride", type=int, default=None, help="epochs between training sequences (default L)")
+    p.add_argument("--synthetic-fs", type=int, default=None, help="generate synthetic nights at this rate (resampled to 100 Hz)")
     p.add_argument("--patience", type=int, default=None, help="early stopping on val macro-F1")
     p.add_argument("--subjects", type=int, default=None, help="synthetic subjects")
     p.add_argument("--night-epochs", type=int, default=None, help="synthetic epochs per night")
@@ -79,7 +81,8 @@ def build_parser(spec):
 
 
 # Command-line option -> settings field it overrides.
-_DATA_OPTIONS = {"subjects": "n_subjects", "night_epochs": "night_epochs", "seq_len": "seq_len"}
+_DATA_OPTIONS = {"subjects": "n_subjects", "night_epochs": "night_epochs", "seq_len": "seq_len",
+                 "stride": "stride", "synthetic_fs": "synthetic_fs"}
 _TRAIN_OPTIONS = {"epochs": "epochs", "patience": "patience", "batch_size": "batch_size",
                   "lr": "learning_rate"}
 
