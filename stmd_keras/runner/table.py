@@ -62,7 +62,7 @@ def build_parser(spec):
     )
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "isruc", "mass", "sleep-edf"])
     p.add_argument("--data-dir", default=None, help="folder with the real dataset's files")
-    p.add_argument("--quick", action="store_true", help="small data and 3 epochs: a smoke run in minutes")
+    p.add_argument("--quick", action="store_true", help="8 short nights, 5 epochs at lr 1e-3: a smoke run of a few minutes")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1); mean +- std")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of each phase")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step (paper: 8)")
@@ -71,6 +71,8 @@ def build_parser(spec):
     p.add_argument("--stride", type=int, default=None, help="epochs between training sequences (default L)")
     p.add_argument("--synthetic-fs", type=int, default=None, help="generate synthetic nights at this rate (resampled to 100 Hz)")
     p.add_argument("--patience", type=int, default=None, help="early stopping on val macro-F1")
+    p.add_argument("--last-epoch", action="store_true",
+                   help="keep the last epoch's weights instead of the best validation epoch's")
     p.add_argument("--subjects", type=int, default=None, help="synthetic subjects")
     p.add_argument("--night-epochs", type=int, default=None, help="synthetic epochs per night")
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all)")
@@ -94,6 +96,8 @@ def settings_from_args(spec, args):
         for option, field in options.items():
             if getattr(args, option) is not None:
                 kw[field] = getattr(args, option)
+    if args.last_epoch:
+        train_kw["restore_best"] = False
     if spec.channel_set not in CHANNEL_SETS:
         raise ValueError(f"{spec.name}: unknown channel set {spec.channel_set!r}")
     data = DataSettings(
