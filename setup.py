@@ -16,6 +16,7 @@ setup(
         "scipy>=1.11",
         "h5py>=3.10",
         "pyedflib>=0.1.38",
+        "edfio>=0.4.18",
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
         "tqdm>=4.66",
