@@ -39,9 +39,10 @@ def take(ds, n):
 
 def test_concatenation_and_metadata():
     s = make_set(seq_len=10)
-    assert s.x.shape == (98, 2, S) and s.x.dtype == np.float32
+    x = s.epochs(np.arange(98))
+    assert x.shape == (98, 2, S) and x.dtype == np.float32
     assert s.y.shape == (98,) and s.y.dtype == np.int32
-    np.testing.assert_array_equal(epoch_ids(s.x[:, None]).ravel(), np.arange(98))
+    np.testing.assert_array_equal(epoch_ids(x[:, None]).ravel(), np.arange(98))
     np.testing.assert_array_equal(s.y, (np.arange(98) * 7) % 5)
     assert list(s.subject[[0, 44, 45, 64, 65, 97]]) == ["s0", "s0", "s1", "s1", "s2", "s2"]
     np.testing.assert_array_equal(np.bincount(s.recording_index), [45, 20, 33])
@@ -195,6 +196,18 @@ def test_argument_errors():
                                   [0, 6, 12])
 
 
+def test_memmapped_recordings_are_sliced_not_copied(tmp_path):
+    x = np.arange(2 * 6 * S, dtype=np.float32).reshape(2, 6 * S)
+    path = tmp_path / "signals.f32"
+    x.tofile(path)
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=x.shape)
+    s = SequenceSet([Recording("s0", mm, S / 30, ("a", "b"), np.zeros(6, int))], seq_len=2)
+    assert np.shares_memory(s._signals[0], mm)  # kept lazy, not concatenated
+    got, _ = s.get([1])
+    np.testing.assert_array_equal(got[0, :, 0], x[0, 2 * S: 4 * S].reshape(2, S))
+    np.testing.assert_array_equal(got[0, 1, 1], x[1, 3 * S: 4 * S])
+
+
 def test_input_pipeline_is_fast_and_not_a_graph_constant():
     n_epochs, channels = 200, tuple(f"c{j}" for j in range(6))
     recs = [Recording(f"s{i}", np.zeros((6, n_epochs * 3000), np.float32), 100.0, channels,
@@ -203,7 +216,7 @@ def test_input_pipeline_is_fast_and_not_a_graph_constant():
     ds = s.train_dataset(8, seed=0)
     graph = ds._as_serialized_graph(
         external_state_policy=tf.data.experimental.ExternalStatePolicy.WARN)
-    assert len(graph.numpy()) < 100_000 < s.x.nbytes  # data is gathered, not embedded
+    assert len(graph.numpy()) < 100_000 < sum(r.signals.nbytes for r in recs)  # data is gathered, not embedded
     it = iter(ds)
     for _ in range(5):  # warm-up
         next(it)

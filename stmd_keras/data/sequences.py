@@ -1,9 +1,12 @@
 """Sequences of `L` consecutive 30-s epochs, the model's input unit.
 
-All epochs live once in one array `x (N, C, S)`; a sequence is only a start
-index, so overlapping sequences (stride < seq_len) cost no memory. Batches are
-gathered on the fly inside `tf.data` with `tf.numpy_function`, so the array is
-never embedded in the graph.
+The set keeps each recording's `signals (C, T)` as it is given (an in-memory
+array, or a read-only memmap into the preprocessing cache) and never
+concatenates them: a sequence is a start index, and a batch is cut out of the
+recordings' arrays slice by slice when it is needed. So overlapping sequences
+(stride < seq_len) cost no memory, a cached dataset is read from disk only as
+far as the batches need it, and the arrays are never embedded in the graph
+(batches are gathered inside `tf.data` with `tf.numpy_function`).
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class SequenceSet:
         self._fs = float(first.fs)
         self._channels = tuple(first.channels)
         self._epoch_samples = first.epoch_samples
-        self.x = np.concatenate([r.epochs() for r in kept]).astype(np.float32, copy=False)
+        self._signals = [r.signals for r in kept]
         self.y = np.concatenate([r.labels for r in kept]).astype(np.int32)
         self.subject = np.concatenate([np.full(r.n_epochs, r.subject) for r in kept])
         self.recording_index = np.concatenate(
@@ -104,6 +107,7 @@ class SequenceSet:
             offset += r.n_epochs
         # Global epoch index of each sequence's first epoch, in sequence order.
         self.starts = np.asarray(starts, dtype=np.int64)
+        self._first_epoch = np.cumsum([0] + [r.n_epochs for r in kept])[:-1]
 
     # -- description ---------------------------------------------------------
     def __len__(self):
@@ -167,8 +171,25 @@ class SequenceSet:
                 f"Sequence index out of range for {len(self)} sequences. "
                 f"Received indices in [{indices.min()}, {indices.max()}]."
             )
-        idx = self.epoch_indices(indices)
-        return self.x[idx], self.y[idx]
+        n, S = self._seq_len, self._epoch_samples
+        x = np.empty((indices.size, n, self.n_channels, S), dtype=np.float32)
+        for row, start in enumerate(self.starts[indices]):
+            r = self.recording_index[start]
+            local = int(start - self._first_epoch[r])
+            block = self._signals[r][:, local * S: (local + n) * S]
+            x[row] = block.reshape(self.n_channels, n, S).transpose(1, 0, 2)
+        return x, self.y[self.epoch_indices(indices)]
+
+    def epochs(self, epoch_indices) -> np.ndarray:
+        """Returns the epochs with the given global indices, float32 `(n, C, S)`."""
+        epoch_indices = np.asarray(epoch_indices, dtype=np.int64).reshape(-1)
+        S = self._epoch_samples
+        x = np.empty((epoch_indices.size, self.n_channels, S), dtype=np.float32)
+        for row, e in enumerate(epoch_indices):
+            r = self.recording_index[e]
+            local = int(e - self._first_epoch[r])
+            x[row] = self._signals[r][:, local * S: (local + 1) * S]
+        return x
 
     def steps_per_epoch(self, batch_size) -> int:
         """Full batches per training epoch, `len(self) // batch_size`."""
