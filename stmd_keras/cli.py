@@ -44,6 +44,23 @@ def _synth(args, rest):
         print(f"{path}: {len(rec.channels)} channels, {rec.n_epochs} epochs at {rec.fs:g} Hz")
 
 
+def _data_download(args, rest):
+    from stmd_keras.data import download
+
+    download.run_from_args(args, rest)
+
+
+def _add_data_commands(sub):
+    from stmd_keras.data import download
+
+    data = sub.add_parser("data", help="download and prepare the real datasets")
+    commands = data.add_subparsers(dest="data_command", required=True)
+    d = commands.add_parser("download", help="download a public dataset (resumable, SHA-256 verified)")
+    download.add_arguments(d)
+    d.set_defaults(func=_data_download)
+    return commands
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="stmd", description="Spatial-temporal mutual distillation for sleep staging.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -61,6 +78,7 @@ def build_parser():
     s.add_argument("--fs", type=int, default=100)
     s.add_argument("--out", required=True)
     s.set_defaults(func=_synth)
+    _add_data_commands(sub)
     return p
 
 

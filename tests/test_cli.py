@@ -28,3 +28,11 @@ def test_unknown_table_and_row_fail_clearly(capsys):
         main(["table", "99"])
     with pytest.raises(SystemExit, match="Unknown row"):
         main(["table", "3", "--rows", "Nope"])
+
+
+def test_data_download_is_wired_to_the_downloader():
+    from stmd_keras.cli import _data_download, build_parser
+
+    args = build_parser().parse_args(["data", "download", "sleep-edf", "--dest", "d", "--subset", "sleep-edf-20"])
+    assert args.func is _data_download
+    assert (args.dataset, args.dest, args.subset) == ("sleep-edf", "d", "sleep-edf-20")
