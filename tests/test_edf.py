@@ -147,3 +147,14 @@ def test_to_microvolts_units():
         to_microvolts(x, "DegC", where="night.edf")
     with pytest.raises(DataError, match=r"''"):
         to_microvolts(x, "")
+
+
+def test_samples_decoded_by_edfio_equal_pyedflib_readsignal(shared_data):
+    import pyedflib
+
+    path = shared_data / "sleep-edf" / "SC4001E0-PSG-first300s.edf"
+    edf = read_edf(path)
+    assert edf.reader == "pyedflib"  # validated and read by pyedflib's header parser
+    with pyedflib.EdfReader(str(path)) as f:
+        for i, label in enumerate(f.getSignalLabels()):
+            np.testing.assert_allclose(edf.signals[label], f.readSignal(i), rtol=0, atol=1e-9, err_msg=label)

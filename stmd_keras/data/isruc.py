@@ -317,7 +317,7 @@ def load_subject_raw(subject_dir_or_rec_path, scorer=1, channels=None, trim_last
     for name in names:
         where = f"{rec_path}, channel {name!r}"
         x = to_microvolts(edf.signals[name], edf.units[name], where)
-        rows.append(_resample(x, edf.fs[name], rate, where))
+        rows.append(_resample(x, edf.fs[name], rate, where).astype(np.float32))
     length = min(len(x) for x in rows)
     signals = np.stack([x[:length] for x in rows])
     signals, labels = _align(signals, int(round(step)), read_labels(labels_file), rec_path,

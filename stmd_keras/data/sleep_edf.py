@@ -205,7 +205,7 @@ def _signals_at(psg, channels, fs) -> tuple:
                     f"to {rate:g} Hz with a simple up/down ratio; choose another `fs`."
                 )
             x = sps.resample_poly(x, ratio.numerator, ratio.denominator)
-        rows.append(x)
+        rows.append(x.astype(np.float32))  # float32 before stacking: half the memory traffic
     n = min(len(x) for x in rows)
     return np.stack([x[:n] for x in rows]), rate
 

@@ -4,12 +4,17 @@ import dataclasses
 import hashlib
 import json
 
-# The paper does not list its 6-channel EEG/EOG set; see docs/REPRODUCTION.md.
-CHANNEL_SETS = {
-    "eeg_eog6": ("F4-A1", "C3-A2", "C4-A1", "O2-A1", "LOC-A2", "ROC-A1"),
-    "eeg6": ("F3-A2", "C3-A2", "O1-A2", "F4-A1", "C4-A1", "O2-A1"),
-    "eeg_eog8": ("F3-A2", "C3-A2", "O1-A2", "F4-A1", "C4-A1", "O2-A1", "LOC-A2", "ROC-A1"),
-}
+from stmd_keras.data.datasets import CHANNEL_SETS, get_dataset
+
+REAL_BANDPASS = (0.3, 35.0)
+"""Band-pass (Hz) applied to the real datasets by default; the synthetic
+nights are generated band-limited and are not filtered."""
+
+
+def _added(default=None):
+    """A field added after results were cached: left out of `settings_key`
+    while it has its default, so earlier cache keys stay valid."""
+    return dataclasses.field(default=default, metadata={"omit_default_from_key": True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +25,8 @@ class DataSettings:
         dataset: "synthetic" (embedded default) or a real dataset name.
         data_dir: folder with the real dataset's files.
         channel_set: key of `CHANNEL_SETS`.
-        n_subjects: synthetic subjects (the paper's ISRUC-III has 10).
+        n_subjects: synthetic subjects (the paper's ISRUC-III has 10); for a
+            real dataset, the first `n_subjects` subjects (`None`: all).
         night_epochs: synthetic epochs per night (`None`: generator default).
         difficulty: synthetic difficulty (`None`: generator default).
         synthetic_fs: rate the synthetic nights are generated at (200 like
@@ -28,7 +34,14 @@ class DataSettings:
         fs: model sampling rate in Hz.
         seq_len: epochs per sequence (L).
         stride: epochs between training sequence starts (`None`: `seq_len`).
-        n_val, n_test: subjects held out for validation and test (8/1/1).
+        n_val, n_test: subjects held out for validation and test (8/1/1);
+            `None`: 10 % of the subjects each (at least one).
+        bandpass: `(low, high)` Hz; `None`: `REAL_BANDPASS` for real data,
+            no filter for synthetic data.
+        notch: mains notch in Hz; `None`: no notch (the default band-pass
+            already removes 50/60 Hz).
+        loader_options: `(name, value)` pairs passed to the dataset's loader,
+            e.g. `(("scorer", 2), ("trim_last", 30))` for ISRUC-III.
     """
 
     dataset: str = "synthetic"
@@ -43,14 +56,32 @@ class DataSettings:
     stride: int = None
     n_val: int = 1
     n_test: int = 1
+    bandpass: tuple = _added()
+    notch: float = _added()
+    loader_options: tuple = _added(())
+
+    @property
+    def real(self) -> bool:
+        return self.dataset != "synthetic"
 
     @property
     def channels(self):
+        """The channel names of `channel_set` as the dataset spells them."""
+        return self.resolve_channels()[0]
+
+    def resolve_channels(self):
+        """Returns `(channels, set_used)`; a real dataset may fall back to another set."""
+        if self.real:
+            return get_dataset(self.dataset).channels_for(self.channel_set)
         if self.channel_set not in CHANNEL_SETS:
             raise ValueError(
                 f"Unknown channel set {self.channel_set!r}; available: {sorted(CHANNEL_SETS)}"
             )
-        return CHANNEL_SETS[self.channel_set]
+        return CHANNEL_SETS[self.channel_set], self.channel_set
+
+    @property
+    def effective_bandpass(self):
+        return self.bandpass if self.bandpass is not None or not self.real else REAL_BANDPASS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +112,13 @@ QUICK_TRAIN = dict(epochs=5, learning_rate=1e-3)
 def settings_key(*parts):
     """A short stable hash of dataclasses / dicts / scalars (for cache keys)."""
     def plain(p):
-        return dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p
+        if not dataclasses.is_dataclass(p):
+            return p
+        d = dataclasses.asdict(p)
+        for f in dataclasses.fields(p):
+            if f.metadata.get("omit_default_from_key") and d[f.name] == f.default:
+                del d[f.name]
+        return d
 
     text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
