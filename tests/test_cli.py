@@ -36,3 +36,22 @@ def test_data_download_is_wired_to_the_downloader():
     args = build_parser().parse_args(["data", "download", "sleep-edf", "--dest", "d", "--subset", "sleep-edf-20"])
     assert args.func is _data_download
     assert (args.dataset, args.dest, args.subset) == ("sleep-edf", "d", "sleep-edf-20")
+
+
+def test_synth_layout_then_data_prepare_builds_the_cache(tmp_path, capsys):
+    import warnings
+
+    from stmd_keras.cli import main
+
+    raw, cache = tmp_path / "mass", tmp_path / "cache"
+    main(["synth", "--layout", "mass", "--subjects", "2", "--night-epochs", "30", "--out", str(raw)])
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "01-03-0001 Base.edf", "01-03-0001 PSG.edf", "01-03-0002 Base.edf", "01-03-0002 PSG.edf"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        main(["data", "prepare", "mass", "--raw", str(raw), "--out", str(cache), "--channel-set", "eeg6"])
+    out = capsys.readouterr().out
+    assert "2 recordings, 60 epochs, channels ['F3', 'C3', 'O1', 'F4', 'C4', 'O2'] (eeg6)" in out
+    assert len(list((cache / "mass").glob("*/*.h5"))) == 2
+    with pytest.raises(SystemExit, match="stmd data prepare mass: .*no MASS-SS3 recording"):
+        main(["data", "prepare", "mass", "--raw", str(raw), "--out", str(cache), "--subjects", "MASS3-0009"])
