@@ -96,6 +96,8 @@ def _check_size(path: str) -> None:
             return  # a malformed header: leave the diagnosis to the readers
     if n_records < 0:  # -1: "unknown", allowed while a recording is running
         return
+    if n_records == 0:
+        raise DataError(f"{path}: the file holds no data records (an empty recording).")
     sample_bytes = 3 if head[:1] == b"\xff" else 2  # BDF stores 24-bit samples
     expected = n_header + n_records * sum(per_record) * sample_bytes
     actual = os.path.getsize(path)
@@ -201,8 +203,9 @@ def read_edf(path, channels=None) -> EdfData:
     Raises
     ------
     DataError
-        The file is missing or truncated, a requested label is not in it, or
-        neither pyedflib nor edfio can read it (both errors are given).
+        The file is missing, truncated or empty (no data records), a
+        requested label is not in it, or neither pyedflib nor edfio can
+        read it (both errors are given).
     """
     path = os.fspath(path)
     if isinstance(channels, str):

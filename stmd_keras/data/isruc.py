@@ -97,6 +97,7 @@ RAR_TOOLS = ("unrar", "unar", "7z", "bsdtar")
 
 _RAR = re.compile(r"^(\d+)\.rar$", re.IGNORECASE)
 _MAT = re.compile(r"^subject(\d+)\.mat$", re.IGNORECASE)
+_LABELS = re.compile(r"^(\d+)_[12]\.txt$")
 
 
 def _key(name) -> str:
@@ -311,6 +312,11 @@ def load_subject_raw(subject_dir_or_rec_path, scorer=1, channels=None, trim_last
         eeg = [edf.fs[n] for n, c in zip(names, channels) if c in EEG_CHANNELS]
         rate = max(eeg or [edf.fs[n] for n in names])
     step = EPOCH_SEC * rate
+    if fs is None and rate > 0 and abs(step - round(step)) > 1e-6:
+        raise DataError(
+            f"{rec_path}: sampled at {rate:g} Hz, where a {EPOCH_SEC:g}-s epoch is not a whole "
+            f"number of samples ({step:g}); pass fs= (e.g. fs=100) to resample it on loading."
+        )
     if not rate > 0 or abs(step - round(step)) > 1e-6:
         raise ValueError(f"`fs` must be > 0 with a whole number of samples per 30 s. Received: fs={fs!r}")
     rows = []
@@ -482,11 +488,20 @@ def find_subjects(data_dir) -> dict:
     dict
         {"raw": {N: folder with N.rec}, "rar": {N: N.rar}, "extracted":
         {N: subjectN.mat}}, subject numbers as ints.
+
+    Raises
+    ------
+    DataError
+        `data_dir` is not a directory, or holds a label file `N_s.txt` or
+        `N/N_s.txt` of a subject with no `N/N.rec`, `N.rar` or
+        `subjectN.mat` (all such orphans are named), rather than silently
+        listing one subject fewer.
     """
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise DataError(f"{data_dir}: not a directory.")
     found = {"raw": {}, "rar": {}, "extracted": {}}
+    labels = {}
     for name in sorted(os.listdir(data_dir)):
         path = os.path.join(data_dir, name)
         if name.isdigit() and os.path.isfile(os.path.join(path, f"{name}.rec")):
@@ -495,11 +510,23 @@ def find_subjects(data_dir) -> dict:
             found["rar"][int(_RAR.match(name).group(1))] = path
         elif _MAT.match(name) and os.path.isfile(path):
             found["extracted"][int(_MAT.match(name).group(1))] = path
+        elif _LABELS.match(name) and os.path.isfile(path):
+            labels.setdefault(int(_LABELS.match(name).group(1)), path)
+        if name.isdigit() and os.path.isdir(path):
+            for scorer in (1, 2):
+                inner = os.path.join(path, f"{name}_{scorer}.txt")
+                if os.path.isfile(inner):
+                    labels.setdefault(int(name), inner)
+    orphans = [f"{path} has no matching recording ({n}/{n}.rec, {n}.rar or subject{n}.mat)"
+               for n, path in sorted(labels.items())
+               if not any(n in found[form] for form in found)]
+    if orphans:
+        raise DataError(f"{data_dir}: " + "; ".join(orphans) + ".")
     return found
 
 
 def load_isruc(data_dir, subjects=None, scorer=1, channels=None, trim_last=0, form="auto",
-               labels_dir=None) -> list:
+               labels_dir=None, fs=None) -> list:
     """Loads ISRUC-Sleep subgroup III subjects of `data_dir` as `Recording`s.
 
     Parameters
@@ -528,6 +555,9 @@ def load_isruc(data_dir, subjects=None, scorer=1, channels=None, trim_last=0, fo
         Where the extracted form's label files are (`N_s.txt` or
         `N/N_s.txt`); None looks in `data_dir`, extracting `N.rar` there
         when it is the only source of the labels.
+    fs : float or None
+        Raw form only: the common sampling rate (see `load_subject_raw`);
+        None keeps the file's EEG rate. The extracted form is always 200 Hz.
 
     Returns
     -------
@@ -541,6 +571,9 @@ def load_isruc(data_dir, subjects=None, scorer=1, channels=None, trim_last=0, fo
     found = find_subjects(data_dir)
     if form == "auto":
         form = "raw" if found["raw"] else "extracted" if found["extracted"] else "raw"
+    if form == "extracted" and fs is not None and float(fs) != FS:
+        raise ValueError(f"`fs` applies to the raw form only; the extracted .mat files are {FS:g} Hz. "
+                         f"Received: fs={fs!r}")
     available = set(found["raw"]) | set(found["rar"]) if form == "raw" else set(found["extracted"])
     if not available:
         raise DataError(
@@ -561,7 +594,7 @@ def load_isruc(data_dir, subjects=None, scorer=1, channels=None, trim_last=0, fo
         options = dict(scorer=scorer, channels=channels, trim_last=trim_last)
         if form == "raw":
             folder = found["raw"].get(n) or extract_rar(found["rar"][n], os.path.join(data_dir, str(n)))
-            recordings.append(load_subject_raw(folder, **options))
+            recordings.append(load_subject_raw(folder, fs=fs, **options))
         else:
             where = labels_dir
             if where is None:

@@ -50,7 +50,7 @@ from stmd_keras.data.edf import read_edf
 from stmd_keras.data.recording import EPOCH_SEC, DataError, Recording
 # Private helpers of the Sleep-EDF loader (one rate for all channels in µV; a
 # checked samples-per-epoch), imported rather than copied.
-from stmd_keras.data.sleep_edf import _epoch_samples, _signals_at
+from stmd_keras.data.sleep_edf import _check_native_rate, _epoch_samples, _signals_at
 
 _EEG_ELECTRODES = ("Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T3", "C3", "Cz",
                    "C4", "T4", "T5", "P3", "Pz", "P4", "T6", "O1", "Oz", "O2")
@@ -272,6 +272,8 @@ def load_subject(psg_path, base_path, channels=DEFAULT_CHANNELS, fs=None) -> Rec
     if fs is None:
         eeg = [psg.fs[f] for c, f in zip(channels, labels_in_file) if c in EEG_CHANNELS]
         fs = max(eeg) if eeg else None
+        if fs is not None:
+            _check_native_rate(psg_path, fs)
     signals, rate = _signals_at(psg, labels_in_file, fs)
     step = _epoch_samples(rate)
 

@@ -232,6 +232,11 @@ def prepare(recording: Recording, config: PreprocessConfig | float | None = None
     rec = recording
     if config.channels is not None:
         rec = rec.select(config.channels)
+    if config.standardize:
+        # Check the input, not only the output: resampling rings at the ends
+        # of a constant channel, which then no longer looks flat.
+        raw = rec.signals[:, : rec.n_epochs * rec.epoch_samples]
+        _refuse_flat(rec, raw.max(axis=1) - raw.min(axis=1) < FLAT_STD)
     x = _filter(rec.signals, rec, config)
     n_labelled = rec.n_epochs * int(round(EPOCH_SEC * config.fs))
     x = np.asarray(x[:, :n_labelled], dtype=np.float32)
@@ -239,16 +244,20 @@ def prepare(recording: Recording, config: PreprocessConfig | float | None = None
         # float64 statistics over float32 samples: accurate without a float64 copy.
         mean = x.mean(axis=1, keepdims=True, dtype=np.float64)
         std = np.sqrt(np.mean(np.square(x - mean.astype(np.float32)), axis=1, keepdims=True, dtype=np.float64))
-        flat = std[:, 0] < FLAT_STD
-        if flat.any():
-            names = [c for c, f in zip(rec.channels, flat) if f]
-            raise DataError(
-                f"{rec.source} (subject {rec.subject}): channel(s) {names} are flat "
-                f"(std < {FLAT_STD:g} µV over the labelled night) and cannot be "
-                "standardised. Drop them with `channels=` or fix the recording."
-            )
+        _refuse_flat(rec, std[:, 0] < FLAT_STD)
         x = (x - mean.astype(np.float32)) / std.astype(np.float32)
     return dataclasses.replace(rec, signals=x, fs=config.fs)
+
+
+def _refuse_flat(rec: Recording, flat) -> None:
+    """Raises DataError naming the source and the channels where `flat` is True."""
+    if np.any(flat):
+        names = [c for c, f in zip(rec.channels, flat) if f]
+        raise DataError(
+            f"{rec.source} (subject {rec.subject}): channel(s) {names} are flat "
+            f"(std < {FLAT_STD:g} µV over the labelled night) and cannot be "
+            "standardised. Drop them with `channels=` or fix the recording."
+        )
 
 
 def prepare_all(recordings, config: PreprocessConfig | float | None = None, **overrides) -> list:

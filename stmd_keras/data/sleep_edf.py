@@ -186,6 +186,16 @@ def _epoch_samples(fs) -> int:
     return int(round(n))
 
 
+def _check_native_rate(path, rate) -> None:
+    """DataError when a file's own `rate` has no whole number of samples per 30 s."""
+    n = EPOCH_SEC * rate
+    if rate > 0 and abs(n - round(n)) > 1e-6:
+        raise DataError(
+            f"{path}: sampled at {rate:g} Hz, where a {EPOCH_SEC:g}-s epoch is not a whole "
+            f"number of samples ({n:g}); pass fs= (e.g. fs=100) to resample it on loading."
+        )
+
+
 def _signals_at(psg, channels, fs) -> tuple:
     """Returns `(signals (C, T) in µV, rate)`, every channel at one rate.
 
@@ -194,6 +204,8 @@ def _signals_at(psg, channels, fs) -> tuple:
     "EMG submental" is a 1-Hz envelope: upsampled, it is a smooth curve).
     """
     rate = max(psg.fs[c] for c in channels) if fs is None else float(fs)
+    if fs is None:
+        _check_native_rate(psg.path, rate)
     rows = []
     for c in channels:
         x = to_microvolts(psg.signals[c], psg.units[c], f"{psg.path}, channel {c!r}")
