@@ -5,6 +5,8 @@ import math
 import keras
 import numpy as np
 import pytest
+import scipy.optimize
+import scipy.stats
 import tensorflow as tf
 
 from stmd_keras.knowledge import (
@@ -15,6 +17,7 @@ from stmd_keras.knowledge import (
     spatial_loss,
     temporal_loss,
 )
+from stmd_keras.knowledge.losses import spatial_mmd, spatial_wasserstein
 
 B, L, C, F = 2, 3, 4, 5
 
@@ -363,8 +366,10 @@ def test_graph_distance_registry():
         np_kl_rows(t, s),
         rtol=1e-5,
     )
-    with pytest.raises(ValueError, match=r"\['kl'\].*'mmd'"):
-        graph_distance(s, t, distance="mmd")
+    with pytest.raises(
+        ValueError, match=r"\['kl', 'mmd', 'wasserstein'\].*'sinkhorn'"
+    ):
+        graph_distance(s, t, distance="sinkhorn")
 
 
 # --------------------------------------------------------------------------
@@ -396,3 +401,257 @@ def test_model_save_and_load(tmp_path):
     before, after = model.predict(x, verbose=0), loaded.predict(x, verbose=0)
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------
+# Alternative sleep-graph distances (Table 17): Wasserstein and MMD
+# --------------------------------------------------------------------------
+
+SUPPORTS = ("index", "onehot", "samples")
+ALT_DISTANCES = [
+    (fn, support) for fn in (spatial_wasserstein, spatial_mmd) for support in SUPPORTS
+]
+ALT_IDS = [f"{fn.__name__}-{support}" for fn, support in ALT_DISTANCES]
+
+
+def np_support_points(row, support):
+    """(points, weights) of one node distribution, float64, points 2-D."""
+    row = np.asarray(row, np.float64)
+    c = len(row)
+    if support == "index":
+        return np.arange(c, dtype=np.float64)[:, None], row
+    if support == "onehot":
+        return np.eye(c), row
+    return row[:, None], np.full(c, 1.0 / c)
+
+
+def np_ot_w1(p_points, p_weights, q_points, q_weights):
+    """Exact W1 by the transport linear program (Euclidean ground cost)."""
+    n, m = len(p_weights), len(q_weights)
+    p_weights = p_weights / p_weights.sum()
+    q_weights = q_weights / q_weights.sum()
+    cost = np.array(
+        [
+            [np.linalg.norm(p_points[a] - q_points[b]) for b in range(m)]
+            for a in range(n)
+        ]
+    )
+    a_eq, b_eq = [], []
+    for a in range(n):  # plan rows sum to p
+        row = np.zeros((n, m))
+        row[a, :] = 1
+        a_eq.append(row.ravel())
+        b_eq.append(p_weights[a])
+    for b in range(m - 1):  # plan columns sum to q (last one is implied)
+        col = np.zeros((n, m))
+        col[:, b] = 1
+        a_eq.append(col.ravel())
+        b_eq.append(q_weights[b])
+    res = scipy.optimize.linprog(
+        cost.ravel(), A_eq=np.array(a_eq), b_eq=b_eq, bounds=(0, None), method="highs"
+    )
+    assert res.success
+    return res.fun
+
+
+def np_mmd2(p_points, p_weights, q_points, q_weights, sigma):
+    def mean_k(xs, wx, ys, wy):
+        return sum(
+            wx[a] * wy[b] * math.exp(-np.sum((xs[a] - ys[b]) ** 2) / (2 * sigma**2))
+            for a in range(len(wx))
+            for b in range(len(wy))
+        )
+
+    return (
+        mean_k(p_points, p_weights, p_points, p_weights)
+        + mean_k(q_points, q_weights, q_points, q_weights)
+        - 2 * mean_k(p_points, p_weights, q_points, q_weights)
+    )
+
+
+def np_graph_mean(s, t, per_node):
+    s = np.asarray(s, np.float64).reshape(-1, np.shape(s)[-1])
+    t = np.asarray(t, np.float64).reshape(-1, np.shape(t)[-1])
+    return np.mean([per_node(sr, tr) for sr, tr in zip(s, t)])
+
+
+@pytest.mark.parametrize("support", SUPPORTS)
+def test_graph_wasserstein_matches_ot_reference(support):
+    s, t = random_graph(30), random_graph(31)
+    loss = spatial_wasserstein(s, t, support=support)
+    assert loss.dtype == "float32" and tuple(loss.shape) == ()
+
+    def per_node(sr, tr):
+        return np_ot_w1(
+            *np_support_points(sr, support), *np_support_points(tr, support)
+        )
+
+    np.testing.assert_allclose(float(loss), np_graph_mean(s, t, per_node), rtol=1e-5)
+    if support == "samples":  # the same reading as scipy's default
+        ref = np_graph_mean(s, t, scipy.stats.wasserstein_distance)
+        np.testing.assert_allclose(float(loss), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "support, bandwidth",
+    [("index", None), ("index", 0.5), ("onehot", None), ("onehot", 2.0),
+     ("samples", None), ("samples", 0.3)],
+)
+def test_graph_mmd_matches_numpy(support, bandwidth):
+    s, t = random_graph(32), random_graph(33)
+    loss = spatial_mmd(s, t, support=support, bandwidth=bandwidth)
+    assert loss.dtype == "float32" and tuple(loss.shape) == ()
+    sigma = bandwidth or (1.0 / C if support == "samples" else 1.0)
+
+    def per_node(sr, tr):
+        return np_mmd2(
+            *np_support_points(sr, support), *np_support_points(tr, support), sigma
+        )
+
+    np.testing.assert_allclose(float(loss), np_graph_mean(s, t, per_node), rtol=1e-4)
+
+
+def test_graph_distances_hand_computed():
+    # C = 3, one graph of one epoch. Node 0: all mass on channel 1 (student)
+    # vs channel 3 (teacher); nodes 1 and 2 are identical, so each loss is
+    # node 0's distance / 3.
+    s = np.array([[[[1, 0, 0], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]]], "float32")
+    t = np.array([[[[0, 0, 1], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3]]]], "float32")
+    expected = {
+        # W1, index: CDFs (1, 1) vs (0, 0) -> |1| + |1| = 2 (move 1 over 2 steps).
+        (spatial_wasserstein, "index"): 2.0,
+        # W1, one-hot: distinct channels are sqrt(2) apart -> sqrt(2).
+        (spatial_wasserstein, "onehot"): math.sqrt(2),
+        # samples: both rows are the multiset {0, 0, 1} -> 0 (identity lost).
+        (spatial_wasserstein, "samples"): 0.0,
+        # MMD^2, index, sigma 1: d = (1, 0, -1), d^T K d = K11 + K33 - 2 K13
+        # = 2 - 2 exp(-2) = 1.729329...
+        (spatial_mmd, "index"): 2 - 2 * math.exp(-2),
+        # MMD^2, one-hot, sigma 1: (1 - exp(-1)) * ||d||^2 = 1.264241...
+        (spatial_mmd, "onehot"): 2 * (1 - math.exp(-1)),
+        (spatial_mmd, "samples"): 0.0,
+    }
+    for (fn, support), node0 in expected.items():
+        np.testing.assert_allclose(
+            float(fn(s, t, support=support)), node0 / 3, rtol=1e-6, atol=1e-7
+        )
+    np.testing.assert_allclose(float(spatial_wasserstein(s, t)), 2.0 / 3, rtol=1e-6)
+    np.testing.assert_allclose(
+        float(spatial_mmd(s, t)), (2 - 2 * math.exp(-2)) / 3, rtol=1e-6
+    )
+    # Half the mass moves one step: (.5, .5, 0) -> (0, .5, .5): W1 index = 1.
+    a = np.array([[0.5, 0.5, 0.0]], "float32")
+    b = np.array([[0.0, 0.5, 0.5]], "float32")
+    np.testing.assert_allclose(float(spatial_wasserstein(a, b)), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn, support", ALT_DISTANCES, ids=ALT_IDS)
+def test_graph_distances_zero_identical_symmetric_positive(fn, support):
+    s, t = random_graph(34), random_graph(35)
+    assert float(fn(s, s, support=support)) == 0.0
+    forward = float(fn(s, t, support=support))
+    backward = float(fn(t, s, support=support))
+    np.testing.assert_allclose(forward, backward, rtol=1e-5)
+    assert forward > 1e-6
+
+
+@pytest.mark.parametrize("fn, support", ALT_DISTANCES, ids=ALT_IDS)
+def test_graph_distances_gradient_finite(fn, support):
+    one_hot = np.tile(np.eye(C, dtype="float32"), (B, L, 1, 1))
+    uniform = np.full((B, L, C, C), 1.0 / C, "float32")
+    cases = [(g, g) for g in (random_graph(36), one_hot, uniform)]
+    cases.append((one_hot, uniform))
+    for s, t in cases:
+        s_var, t_var = tf.Variable(s), tf.Variable(t)
+        with tf.GradientTape() as tape:
+            loss = fn(s_var, t_var, support=support)
+        gs, gt = tape.gradient(loss, [s_var, t_var])
+        assert np.isfinite(float(loss))
+        assert np.all(np.isfinite(gs)) and np.all(np.isfinite(gt))
+    assert np.any(np.abs(gs.numpy()) > 0)  # distinct graphs: a real signal
+
+
+def test_graph_distances_channel_permutation():
+    s, t = random_graph(37), random_graph(38)
+    perm = np.array([2, 0, 3, 1])
+    relabel = lambda g: g[:, :, perm][:, :, :, perm]  # noqa: E731
+    shuffle_rows = lambda g: g[:, :, :, perm]  # noqa: E731
+    for fn in (spatial_wasserstein, spatial_mmd):
+        # one-hot support: relabelling the channels of both graphs is harmless
+        np.testing.assert_allclose(
+            float(fn(relabel(s), relabel(t), support="onehot")),
+            float(fn(s, t, support="onehot")),
+            rtol=1e-5,
+        )
+        # samples support: permuting one graph's rows is not even seen
+        np.testing.assert_allclose(
+            float(fn(shuffle_rows(s), t, support="samples")),
+            float(fn(s, t, support="samples")),
+            rtol=1e-5,
+        )
+        # index support depends on the channel order
+        assert abs(
+            float(fn(relabel(s), relabel(t))) - float(fn(s, t))
+        ) > 1e-4
+
+
+def test_graph_distance_selects_mmd_and_wasserstein():
+    s, t = random_graph(39), random_graph(40)
+    assert sorted(GRAPH_DISTANCES) == ["kl", "mmd", "wasserstein"]
+    assert GRAPH_DISTANCES["mmd"] is spatial_mmd
+    assert GRAPH_DISTANCES["wasserstein"] is spatial_wasserstein
+    assert float(graph_distance(s, t, distance="mmd")) == float(spatial_mmd(s, t))
+    assert float(graph_distance(s, t, "wasserstein")) == float(
+        spatial_wasserstein(s, t)
+    )
+    options = dict(support="samples", bandwidth=0.2)
+    assert float(graph_distance(s, t, "mmd", **options)) == float(
+        spatial_mmd(s, t, **options)
+    )
+    assert float(graph_distance(s, t)) == float(spatial_loss(s, t))
+    with pytest.raises(ValueError, match=r"'kl', 'mmd', 'wasserstein'.*'emd'"):
+        graph_distance(s, t, distance="emd")
+
+
+def test_graph_distances_bad_arguments():
+    g = random_graph(41)
+    for fn in (spatial_wasserstein, spatial_mmd):
+        with pytest.raises(ValueError, match=r"support.*'index'.*'ordered'"):
+            fn(g, g, support="ordered")
+        with pytest.raises(ValueError, match="same shape"):
+            fn(g, g[:, :, :2, :2])
+    for bad in (0, -1.0, float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="bandwidth"):
+            spatial_mmd(g, g, bandwidth=bad)
+    ok = spatial_mmd(g, random_graph(44), bandwidth=np.float32(2.0))
+    np.testing.assert_allclose(
+        float(ok), float(spatial_mmd(g, random_graph(44), bandwidth=2)), rtol=1e-6
+    )
+    with pytest.raises(TypeError):
+        spatial_wasserstein(g, g, bandwidth=1.0)  # no such option
+
+
+def test_graph_distances_dtype_and_dynamic_shapes():
+    s, t = random_graph(42), random_graph(43)
+    for dtype in ("float16", "float64"):
+        for fn in (spatial_wasserstein, spatial_mmd):
+            loss = fn(tf.constant(s, dtype), tf.constant(t, dtype))
+            assert loss.dtype == "float32"
+            np.testing.assert_allclose(float(loss), float(fn(s, t)), rtol=5e-2)
+
+    spec = tf.TensorSpec((None, None, None, None), tf.float32)
+
+    @tf.function(input_signature=[spec, spec])
+    def fn(a, b):
+        return [
+            f(a, b, support=support)
+            for f in (spatial_wasserstein, spatial_mmd)
+            for support in SUPPORTS
+        ]
+
+    eager = [
+        float(f(s, t, support=support))
+        for f in (spatial_wasserstein, spatial_mmd)
+        for support in SUPPORTS
+    ]
+    np.testing.assert_allclose([float(v) for v in fn(s, t)], eager, rtol=1e-5)

@@ -3,6 +3,8 @@
 from stmd_keras.knowledge.losses import GRAPH_DISTANCES
 from stmd_keras.knowledge.losses import graph_distance
 from stmd_keras.knowledge.losses import spatial_loss
+from stmd_keras.knowledge.losses import spatial_mmd
+from stmd_keras.knowledge.losses import spatial_wasserstein
 from stmd_keras.knowledge.losses import temporal_loss
 from stmd_keras.knowledge.sleep_graph import SleepGraph
 from stmd_keras.knowledge.temporal_relation import TemporalRelation
@@ -13,5 +15,7 @@ __all__ = [
     "TemporalRelation",
     "graph_distance",
     "spatial_loss",
+    "spatial_mmd",
+    "spatial_wasserstein",
     "temporal_loss",
 ]

@@ -1,10 +1,12 @@
 """Models: signals `(B, L, C, S)` -> `{"logits": (B, L, 5), "features": (B, L, C, m)}`."""
 
+from stmd_keras.models.cnn_gcn import GraphConvolution, build_cnn_gcn, cnn_gcn_student, cnn_gcn_teacher
 from stmd_keras.models.cnn_rnn import build_cnn_rnn, cnn_rnn_student, cnn_rnn_teacher
 from stmd_keras.models.encoder import MultiChannelEncoder
 
 ARCHITECTURES = {
     "cnn_rnn": {"teacher": cnn_rnn_teacher, "student": cnn_rnn_student},
+    "cnn_gcn": {"teacher": cnn_gcn_teacher, "student": cnn_gcn_student},
 }
 
 
@@ -22,9 +24,13 @@ def build_model(architecture, role, **kwargs):
 
 __all__ = [
     "ARCHITECTURES",
+    "GraphConvolution",
     "MultiChannelEncoder",
+    "build_cnn_gcn",
     "build_cnn_rnn",
     "build_model",
+    "cnn_gcn_student",
+    "cnn_gcn_teacher",
     "cnn_rnn_student",
     "cnn_rnn_teacher",
 ]
