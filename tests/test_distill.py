@@ -166,3 +166,51 @@ def test_supervised_trainer_learns_a_separable_toy_problem():
     history = trainer.fit(x, y, batch_size=8, epochs=8, verbose=0)
     assert history.history["accuracy"][-1] > 0.95
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("name", ["kd", "dkd", "fitnets", "nst", "rkd", "lsp", "dml"])
+def test_baseline_method_step_trains_the_student_and_only_dml_trains_the_teacher(name):
+    keras.utils.set_random_seed(2)
+    teacher, student = tiny(6, 5, name="t"), tiny(3, 2, name="s")
+    x, y = batch(b=2)
+    before_t, before_s = weights(teacher), weights(student)
+    d = MutualDistiller(teacher, student)
+    d.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), method=name)
+    assert d.settings["method"] == d.method.name and d.settings["beta"] == d.settings["gamma"] == 0.0
+    assert d.settings["alpha"] == d.method.ce_weight
+    method_before = [v.numpy() for v in d.method.trainable_variables]
+    logs = d.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss_student"]) and np.isfinite(logs["distill"])
+    assert any(not np.array_equal(b, a) for b, a in zip(before_s, weights(student)))
+    teacher_moved = any(not np.array_equal(b, a) for b, a in zip(before_t, weights(teacher)))
+    assert teacher_moved == (name == "dml")
+    if name == "fitnets":  # the hint regressor trains with the student's optimizer
+        assert method_before and any(
+            not np.array_equal(b, v.numpy()) for b, v in zip(method_before, d.method.trainable_variables))
+
+
+def test_student_loss_is_ce_weight_times_ce_plus_the_methods_term():
+    keras.utils.set_random_seed(3)
+    teacher, student = tiny(6, 5, name="t"), tiny(3, 2, name="s")
+    x, y = batch(b=2)
+    d = MutualDistiller(teacher, student)
+    d.compile(method="rkd", method_options={"group": "batch"})
+    logs = d.test_on_batch(x, y, return_dict=True)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, student(x)["logits"])
+    expected = 0.5 * float(ce) + d.method(teacher(x), student(x), y)
+    np.testing.assert_allclose(logs["loss_student"], float(expected), rtol=1e-5)
+
+
+def test_epoch_variable_follows_fit_for_warm_up_schedules():
+    keras.utils.set_random_seed(4)
+    teacher, student = tiny(6, 5, name="t"), tiny(3, 2, name="s")
+    x, y = batch(b=2)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    d = MutualDistiller(teacher, student)
+    d.compile(method="dkd", method_options={"warmup": 4})
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(int(d.epoch.numpy())))
+    d.fit(ds, steps_per_epoch=1, epochs=3, initial_epoch=1, callbacks=[record], verbose=0)
+    assert seen == [1, 2]  # resumed at epoch 1: the DKD ramp continues, it does not restart
+    with pytest.raises(ValueError, match="Unknown distillation method"):
+        MutualDistiller(teacher, student).compile(method="crd")

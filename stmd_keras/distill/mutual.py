@@ -5,10 +5,18 @@ import tensorflow as tf
 from keras import ops
 
 from stmd_keras.distill.base import LossTrackers, StagingMetrics, unpack
+from stmd_keras.distill.methods import DistillationMethod, get_method
 from stmd_keras.distill.objectives import classification_loss, kd_loss, scale_for_replicas
 from stmd_keras.knowledge import SleepGraph, TemporalRelation, graph_distance, temporal_loss
 
-LOSS_NAMES = ("loss_teacher", "loss_student", "ce_teacher", "ce_student", "spatial", "temporal", "kd")
+LOSS_NAMES = ("loss_teacher", "loss_student", "ce_teacher", "ce_student", "spatial", "temporal", "kd", "distill")
+
+
+class _EpochCounter(keras.callbacks.Callback):
+    """Keeps `model.epoch` equal to the 0-based epoch `fit` is in (resumes included)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.epoch.assign(epoch)
 
 
 class MutualDistiller(keras.Model):
@@ -31,6 +39,11 @@ class MutualDistiller(keras.Model):
     and knowledge flows one way: the ablation Variants II-III, and with
     `kd_weight > 0` Hinton's knowledge distillation (Variant I).
 
+    With `method=` (a name of `stmd_keras.distill.methods.METHODS` or a
+    `DistillationMethod`) a baseline replaces the spatial-temporal terms:
+    the student minimises `method.ce_weight * L_c^s + method(...)`, and the
+    teacher is trained only when the method says so (Deep Mutual Learning).
+
     >>> distiller = MutualDistiller(teacher, student)
     >>> distiller.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
     >>> distiller.fit(train_ds, validation_data=val_ds, epochs=25)
@@ -50,6 +63,8 @@ class MutualDistiller(keras.Model):
         self.teacher_staging = StagingMetrics("teacher")
         self.student_staging = StagingMetrics("student")
         self.settings = {}
+        self.method = None
+        self.epoch = keras.Variable(0, dtype="int32", trainable=False, name="epoch")
         self.built = True  # the wrapped models are built functional models
 
     def compile(
@@ -66,6 +81,9 @@ class MutualDistiller(keras.Model):
         temperature=4.0,
         distance="kl",
         temporal_normalize=False,
+        distance_options=None,
+        method=None,
+        method_options=None,
         **kwargs,
     ):
         """Configures the optimizers, loss weights and ablation switches.
@@ -85,6 +103,13 @@ class MutualDistiller(keras.Model):
                 `stmd_keras.knowledge.GRAPH_DISTANCES`).
             temporal_normalize: divide each temporal relation by its mean
                 off-diagonal distance (RKD-style) instead of the raw distances.
+            distance_options: keyword arguments of the graph distance (e.g.
+                `{"support": "onehot"}` for "mmd" or "wasserstein").
+            method: a baseline (name or `DistillationMethod`) instead of the
+                spatial-temporal terms; it sets the cross-entropy weight and
+                whether the teacher trains, so `alpha`, `beta`, `gamma`,
+                `mutual` and `kd_weight` are then ignored.
+            method_options: keyword arguments of `get_method(method, ...)`.
         """
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("kd_weight", kd_weight)):
             if value < 0:
@@ -94,15 +119,35 @@ class MutualDistiller(keras.Model):
         self.teacher_optimizer = teacher_optimizer or keras.optimizers.Adam(1e-4)
         self.student_optimizer = student_optimizer or keras.optimizers.Adam(1e-4)
         super().compile(optimizer=self.student_optimizer, **kwargs)
+        if method is not None:
+            if not isinstance(method, DistillationMethod):
+                method = get_method(method, **(method_options or {}))
+            elif method_options:
+                raise ValueError("`method_options` applies to a method given by name only.")
+            method.build_for(self.teacher, self.student)
+            self.method = method
+            alpha, spatial, temporal, kd_weight = method.ce_weight, False, False, 0.0
+            mutual = method.trains_teacher
         self.settings = dict(
             alpha=float(alpha), beta=float(beta) if spatial else 0.0,
             gamma=float(gamma) if temporal else 0.0, mutual=bool(mutual),
             kd_weight=float(kd_weight), temperature=float(temperature), distance=distance,
+            distance_options=dict(distance_options or {}),
+            method=None if method is None else method.name,
         )
         self.temporal_relation = TemporalRelation(normalize=temporal_normalize, name="temporal_relation")
-        self.student_optimizer.build(self.student.trainable_variables)
+        self.student_optimizer.build(self._student_side_variables())
         if mutual:
             self.teacher_optimizer.build(self.teacher.trainable_variables)
+
+    def _student_side_variables(self):
+        """The student's trainable variables plus the method's (FitNets' regressor)."""
+        extra = self.method.trainable_variables if self.method is not None else []
+        return self.student.trainable_variables + list(extra)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        callbacks = list(callbacks or []) + [_EpochCounter()]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     @property
     def metrics(self):
@@ -125,12 +170,14 @@ class MutualDistiller(keras.Model):
             "spatial": zero,
             "temporal": zero,
             "kd": zero,
+            "distill": zero,
         }
         if cfg["beta"] > 0:
             terms["spatial"] = graph_distance(
                 self.sleep_graph(student_out["features"]),
                 self.sleep_graph(teacher_out["features"]),
                 distance=cfg["distance"],
+                **cfg["distance_options"],
             )
         if cfg["gamma"] > 0:
             terms["temporal"] = temporal_loss(
@@ -139,7 +186,9 @@ class MutualDistiller(keras.Model):
             )
         if cfg["kd_weight"] > 0:
             terms["kd"] = kd_loss(s_logits, ops.stop_gradient(t_logits), cfg["temperature"])
-        knowledge = cfg["beta"] * terms["spatial"] + cfg["gamma"] * terms["temporal"]
+        if self.method is not None:
+            terms["distill"] = self.method(teacher_out, student_out, y, epoch=self.epoch if training else None)
+        knowledge = cfg["beta"] * terms["spatial"] + cfg["gamma"] * terms["temporal"] + terms["distill"]
         terms["loss_teacher"] = cfg["alpha"] * terms["ce_teacher"] + knowledge
         terms["loss_student"] = (
             cfg["alpha"] * terms["ce_student"] + knowledge + cfg["kd_weight"] * terms["kd"]
@@ -156,7 +205,7 @@ class MutualDistiller(keras.Model):
             objective = terms["loss_student"]
             if cfg["mutual"]:
                 objective = objective + cfg["alpha"] * terms["ce_teacher"]
-        student_vars = self.student.trainable_variables
+        student_vars = self._student_side_variables()
         teacher_vars = self.teacher.trainable_variables if cfg["mutual"] else []
         grads = tape.gradient(scale_for_replicas(objective), student_vars + teacher_vars)
         self.student_optimizer.apply_gradients(zip(grads[: len(student_vars)], student_vars))
