@@ -6,6 +6,12 @@ import os
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path next to `path`; renames it onto `path` on success.
@@ -20,6 +26,8 @@ def atomic_path(path):
     suffix = name[name.index("."):] if "." in name.lstrip(".") else ""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(fd)
+    # mkstemp makes the file private (0600); give it the usual permissions.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb") as f:

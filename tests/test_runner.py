@@ -163,3 +163,24 @@ def test_table_on_a_real_layout_end_to_end(tmp_path):
     md = (tmp_path / "out" / "tiny" / "isruc" / "tiny.md").read_text()
     assert "Dataset: **isruc**" in md and "| 83.47 | 80.50 |" in md
     assert list((tmp_path / "runs" / "cache" / "isruc").glob("*/*.h5"))
+
+
+def test_per_stage_f1_is_printed_in_stage_order_even_from_sorted_json():
+    from stmd_keras.runner.table import summarize
+
+    f1 = {"N1": 0.1, "N2": 0.2, "N3": 0.3, "REM": 0.4, "W": 0.9}  # json sort_keys order
+    run = {"metrics": {"accuracy": 0.5, "macro_f1": 0.4, "kappa": 0.3, "per_class_f1": f1},
+           "seconds": 1.0, "params": 10}
+    (entry,) = summarize(SPEC, SPEC.rows[:1], {("Teacher", 0): run}, 1, "isruc")
+    assert list(entry["per_class_f1"]) == ["W", "N1", "N2", "N3", "REM"]
+    assert list(entry["per_class_f1"].values()) == pytest.approx([90, 10, 20, 30, 40])
+
+
+def test_atomic_writes_get_normal_file_permissions(tmp_path):
+    import stat
+
+    from stmd_keras.io import write_text
+
+    os.umask(0o022)
+    write_text(tmp_path / "table.md", "x")
+    assert stat.S_IMODE(os.stat(tmp_path / "table.md").st_mode) == 0o644

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from stmd_keras.data.recording import STAGES
 from stmd_keras.io import write_json, write_text
 from stmd_keras.runner.datasets import load_experiment_data
 from stmd_keras.runner.settings import (
@@ -239,7 +240,7 @@ def summarize(spec, rows, results, n_seeds, paper_column):
             entry[metric + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         entry["per_class_f1"] = {
             k: float(np.mean([100 * r["metrics"]["per_class_f1"][k] for r in runs]))
-            for k in runs[0]["metrics"]["per_class_f1"]
+            for k in STAGES  # cached results come back from JSON with sorted keys
         }
         entry["params"] = runs[0].get("params")
         entry["seconds"] = float(np.mean([r["seconds"] for r in runs]))
