@@ -99,7 +99,8 @@ def test_sigkill_during_distillation_resumes_to_the_same_result(tmp_path):
     assert len(a["history"]) == len(b["history"]) == 4
     for x, y in zip(a["history"], b["history"]):
         for k in x:
-            assert x[k] == (y[k] if not k.startswith("val_") else pytest.approx(y[k], rel=1e-6)), k
+            assert x[k] == (y[k] if not k.startswith("val_") else pytest.approx(y[k], rel=1e-6)), (
+                k, x["epoch"], {j: (x[j], y[j]) for j in x if x[j] != y[j]})
 
 
 def _meta(path):

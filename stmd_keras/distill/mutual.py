@@ -186,9 +186,10 @@ class MutualDistiller(keras.Model):
             )
         if cfg["kd_weight"] > 0:
             terms["kd"] = kd_loss(s_logits, ops.stop_gradient(t_logits), cfg["temperature"])
+        knowledge = cfg["beta"] * terms["spatial"] + cfg["gamma"] * terms["temporal"]
         if self.method is not None:
             terms["distill"] = self.method(teacher_out, student_out, y, epoch=self.epoch if training else None)
-        knowledge = cfg["beta"] * terms["spatial"] + cfg["gamma"] * terms["temporal"] + terms["distill"]
+            knowledge = knowledge + terms["distill"]
         terms["loss_teacher"] = cfg["alpha"] * terms["ce_teacher"] + knowledge
         terms["loss_student"] = (
             cfg["alpha"] * terms["ce_student"] + knowledge + cfg["kd_weight"] * terms["kd"]
