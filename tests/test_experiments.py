@@ -71,3 +71,16 @@ def test_cnn_gcn_table_runs_end_to_end_with_a_mutual_baseline(tmp_path):
     assert all(0 <= r["accuracy"] <= 100 for r in rows)
     md = (tmp_path / "out" / "table4" / "synthetic" / "table4.md").read_text()
     assert "| Deep Mutual Learning | 81.27 | 77.84 |" in md
+
+
+def test_run_all_index_collects_the_tables_and_names_the_missing_ones(tmp_path):
+    run_all = runpy.run_path(str(EXPERIMENTS / "run_all.py"), run_name="not_main")
+    (tmp_path / "table3" / "synthetic").mkdir(parents=True)
+    (tmp_path / "table3" / "synthetic" / "table3.md").write_text("### Table 3: fake\n\n| a |\n")
+    run_all["main"](["--index-only", "--out", str(tmp_path)])
+    index = (tmp_path / "README.md").read_text()
+    assert "### Table 3: fake" in index
+    assert "Not run yet for `synthetic`" in index and "table17.md" in index
+    assert index.index("Table 3: fake") < index.index("table4.md") < index.index("table2.md")
+    with pytest.raises(SystemExit, match=r"no table\(s\) \[6\]"):
+        run_all["main"](["--only", "6", "--out", str(tmp_path)])
