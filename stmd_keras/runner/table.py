@@ -85,7 +85,8 @@ def build_parser(spec):
     p.add_argument("--notch", type=float, default=None, help="mains notch in Hz (default none)")
     p.add_argument("--cache-dir", default=None,
                    help="real data: where prepared recordings are cached (default WORK_DIR/cache)")
-    p.add_argument("--night-epochs", type=int, default=None, help="synthetic epochs per night")
+    p.add_argument("--night-epochs", type=int, default=None,
+                   help="synthetic epochs per night (default 300; 0: whole ~900-epoch nights)")
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all)")
     p.add_argument("--out", default="results", help="where tables are written")
     p.add_argument("--work-dir", default="runs", help="checkpoints and the per-row cache")
@@ -107,6 +108,8 @@ def settings_from_args(spec, args):
         for option, field in options.items():
             if getattr(args, option) is not None:
                 kw[field] = getattr(args, option)
+    if data_kw.get("night_epochs") == 0:
+        data_kw["night_epochs"] = None  # the generator's whole nights
     if args.last_epoch:
         train_kw["restore_best"] = False
     if spec.channel_set not in CHANNEL_SETS:
