@@ -10,7 +10,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _table(args, rest):
-    script = REPO / "experiments" / f"table{args.number}.py"
+    name = "run_all.py" if args.number == "all" else f"table{args.number}.py"
+    script = REPO / "experiments" / name
     if not script.exists():
         available = sorted(p.stem for p in (REPO / "experiments").glob("table*.py"))
         raise SystemExit(f"stmd: no {script} (available: {available}); run from a source checkout.")
@@ -111,7 +112,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="stmd", description="Spatial-temporal mutual distillation for sleep staging.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("table", help="run experiments/tableN.py (other arguments are passed on)")
-    t.add_argument("number", help="table number, e.g. 3")
+    t.add_argument("number", help="table number, e.g. 3, or 'all' (experiments/run_all.py)")
     t.set_defaults(func=_table)
     m = sub.add_parser("models", help="print the parameter counts of the teacher/student models")
     m.add_argument("--channels", type=int, default=6)

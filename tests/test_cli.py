@@ -55,3 +55,10 @@ def test_synth_layout_then_data_prepare_builds_the_cache(tmp_path, capsys):
     assert len(list((cache / "mass").glob("*/*.h5"))) == 2
     with pytest.raises(SystemExit, match="stmd data prepare mass: .*no MASS-SS3 recording"):
         main(["data", "prepare", "mass", "--raw", str(raw), "--out", str(cache), "--subjects", "MASS3-0009"])
+
+
+def test_table_all_runs_run_all(tmp_path):
+    from stmd_keras.cli import main
+
+    main(["table", "all", "--index-only", "--out", str(tmp_path)])
+    assert "Not run yet" in (tmp_path / "README.md").read_text()
