@@ -187,3 +187,19 @@ def test_atomic_writes_get_normal_file_permissions(tmp_path):
     os.umask(0o022)
     write_text(tmp_path / "table.md", "x")
     assert stat.S_IMODE(os.stat(tmp_path / "table.md").st_mode) == 0o644
+
+
+def test_trained_students_are_saved_as_keras_files_with_a_model_card(tmp_path):
+    import keras
+
+    argv = TINY + ["--rows", "Student (no KD)", "--work-dir", str(tmp_path / "runs"),
+                   "--out", str(tmp_path / "out")]
+    run_table(SPEC, argv)
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "results").glob("*.json")]
+    model = keras.saving.load_model(result["model"], safe_mode=True)
+    card = json.loads((pathlib.Path(result["model"]).parent / "stmd_model.json").read_text())
+    assert card["role"] == "student" and card["seq_len"] == 10 and card["fs"] == 100
+    assert card["channels"] == ["F4-A1", "C3-A2", "C4-A1", "O2-A1", "LOC-A2", "ROC-A1"]
+    assert card["stages"] == ["W", "N1", "N2", "N3", "REM"]
+    assert tuple(model.input.shape[1:]) == (10, 6, 3000)
+    assert card["test_metrics"]["accuracy"] == result["metrics"]["accuracy"]

@@ -88,6 +88,45 @@ def _save_weights(model, path):
         model.save_weights(tmp)
 
 
+MODEL_CARD = "stmd_model.json"
+"""Written beside every saved `.keras` model: what input it expects."""
+
+
+def model_card(ctx, role, metrics=None):
+    """What a deployed model needs to know about its input (see `save_model`)."""
+    from stmd_keras.data.recording import EPOCH_SEC, STAGES
+    from stmd_keras.runner.datasets import preprocess_config
+
+    config = preprocess_config(ctx.data_settings)
+    return {
+        "architecture": ctx.architecture,
+        "role": role,
+        "channels": list(ctx.data.channels),
+        "fs": float(config.fs),
+        "seq_len": int(ctx.data_settings.seq_len),
+        "epoch_sec": EPOCH_SEC,
+        "stages": list(STAGES),
+        "preprocess": {"bandpass": config.bandpass, "notch": config.notch, "standardize": config.standardize},
+        "dataset": ctx.data_settings.dataset,
+        "seed": ctx.seed,
+        "test_metrics": metrics,
+    }
+
+
+def save_model(model, directory, card, name="model.keras"):
+    """Saves `model` as `directory/name` plus its model card, atomically.
+
+    `stmd export` and `stmd stage` read both: the card tells them the
+    channels, rate, sequence length and preprocessing the model was trained
+    with.
+    """
+    path = os.path.join(directory, name)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    write_json(os.path.join(directory, MODEL_CARD), card)
+    return path
+
+
 def pretrained_teacher(ctx):
     """The teacher trained alone (cached per data, training settings and seed).
 
@@ -108,6 +147,7 @@ def pretrained_teacher(ctx):
     trainer.compile(keras.optimizers.Adam(ctx.train_settings.learning_rate))
     ckpt = fit_resumable(trainer, ctx, os.path.join(directory, "checkpoint"), "val_macro_f1")
     info = {"history": ckpt.history, "best_epoch": ckpt.best_epoch}
+    info["model"] = save_model(teacher, directory, model_card(ctx, "teacher"), "teacher.keras")
     _save_weights(teacher, final)
     write_json(info_path, info)
     return teacher, info
@@ -124,8 +164,11 @@ def run_student(ctx, params):
     trainer = SupervisedTrainer(student)
     trainer.compile(keras.optimizers.Adam(ctx.train_settings.learning_rate))
     ckpt = fit_resumable(trainer, ctx, ctx.row_dir, "val_macro_f1")
+    metrics = evaluate_model(student, ctx.data.test)
+    path = save_model(student, ctx.row_dir, model_card(ctx, "student", metrics), "student.keras")
     return {
-        "metrics": evaluate_model(student, ctx.data.test),
+        "model": path,
+        "metrics": metrics,
         "params": student.count_params(),
         "history": ckpt.history,
         "best_epoch": ckpt.best_epoch,
@@ -145,8 +188,11 @@ def run_distill(ctx, params):
     distiller = MutualDistiller(teacher, student)
     distiller.compile(keras.optimizers.Adam(lr), keras.optimizers.Adam(lr), **params)
     ckpt = fit_resumable(distiller, ctx, ctx.row_dir, "val_student_macro_f1")
+    metrics = evaluate_model(student, ctx.data.test)
+    path = save_model(student, ctx.row_dir, model_card(ctx, "student", metrics), "student.keras")
     result = {
-        "metrics": evaluate_model(student, ctx.data.test),
+        "model": path,
+        "metrics": metrics,
         "params": student.count_params(),
         "history": ckpt.history,
         "best_epoch": ckpt.best_epoch,
