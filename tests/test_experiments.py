@@ -61,7 +61,7 @@ def test_shared_rows_share_the_cache_key():
 
 
 def test_cnn_gcn_table_runs_end_to_end_with_a_mutual_baseline(tmp_path):
-    argv = ["--subjects", "3", "--night-epochs", "40", "--seq-len", "10", "--batch-size", "2",
+    argv = ["--subjects", "4", "--night-epochs", "40", "--seq-len", "10", "--batch-size", "2",
             "--epochs", "1", "--verbose", "0", "--rows", "Teacher,Deep Mutual Learning,Fitnets",
             "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
     with warnings.catch_warnings():

@@ -15,7 +15,7 @@ from stmd_keras.runner import Row, TableSpec, run_table
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # One training subject, 6 sequences of 10 epochs, 3 steps of 2 per epoch.
-TINY = ["--subjects", "3", "--night-epochs", "60", "--seq-len", "10", "--batch-size", "2",
+TINY = ["--subjects", "4", "--night-epochs", "60", "--seq-len", "10", "--batch-size", "2",
         "--epochs", "2", "--verbose", "0"]
 
 SPEC = TableSpec(
@@ -119,7 +119,7 @@ def test_synthetic_at_200_hz_is_resampled_and_stride_overlaps_training_only():
     from stmd_keras.runner.datasets import load_experiment_data
     from stmd_keras.runner.settings import DataSettings
 
-    d = load_experiment_data(DataSettings(n_subjects=3, night_epochs=40, synthetic_fs=200,
+    d = load_experiment_data(DataSettings(n_subjects=3, n_test=1, night_epochs=40, synthetic_fs=200,
                                           seq_len=10, stride=5))
     assert d.train.fs == 100 and d.train.epoch_samples == 3000
     assert len(d.train) == 7  # starts 0, 5, ..., 30 in one 40-epoch night

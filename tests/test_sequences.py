@@ -262,3 +262,15 @@ def test_keras_fit_resumed_with_initial_epoch_sees_the_same_batches():
     for a, b in zip(full[2 * steps:], resumed):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(full[0], full[steps])  # epochs really differ
+
+
+def test_train_dataset_with_a_step_budget_draws_a_new_part_each_epoch():
+    s = make_set(seq_len=5)
+    full = s.steps_per_epoch(2)
+    ds = s.train_dataset(2, seed=3, steps=4)
+    starts = [epoch_ids(x)[:, 0] for x, _ in take(ds, 8)]  # two epochs of 4 steps
+    first, second = np.concatenate(starts[:4]), np.concatenate(starts[4:])
+    np.testing.assert_array_equal(first, s.starts[s.epoch_permutation(0, 3)[:8]])
+    np.testing.assert_array_equal(second, s.starts[s.epoch_permutation(1, 3)[:8]])
+    capped = [epoch_ids(x)[:, 0] for x, _ in take(s.train_dataset(2, seed=3, steps=50), full)]
+    np.testing.assert_array_equal(np.concatenate(capped), s.starts[s.epoch_permutation(0, 3)[: 2 * full]])

@@ -220,12 +220,14 @@ class SequenceSet:
         # makes this TF build log a spurious 'use_unbounded_threadpool' error.
         return index_ds.map(gather).prefetch(tf.data.AUTOTUNE)
 
-    def train_dataset(self, batch_size, seed=0, start_epoch=0) -> tf.data.Dataset:
+    def train_dataset(self, batch_size, seed=0, start_epoch=0, steps=None) -> tf.data.Dataset:
         """Infinite, shuffled `(x, y)` batches for `Model.fit`.
 
         Training epoch `e` visits the sequences in the order
         `np.random.default_rng([seed, e]).permutation(len(self))`, cut into
-        `steps_per_epoch(batch_size)` full batches (the remainder is dropped).
+        `steps_per_epoch(batch_size)` full batches (the remainder is dropped),
+        or only the first `steps` of them when `steps` is given (a fixed
+        budget per epoch; each epoch still draws a new permutation).
         The stream starts at epoch `start_epoch`, so a run resumed with
         `fit(..., initial_epoch=k)` on `train_dataset(..., start_epoch=k)`
         sees the batches an uninterrupted run would.
@@ -235,7 +237,8 @@ class SequenceSet:
             int32 `(batch_size, L)`.
         """
         batch_size = _positive_int("batch_size", batch_size)
-        steps = self.steps_per_epoch(batch_size)
+        full = self.steps_per_epoch(batch_size)
+        steps = full if steps is None else min(_positive_int("steps", steps), full)
         start_epoch = int(start_epoch)
         if start_epoch < 0:
             raise ValueError(f"`start_epoch` must be >= 0. Received: start_epoch={start_epoch}")

@@ -15,7 +15,8 @@ from stmd_keras.data.recording import STAGES
 from stmd_keras.io import write_json, write_text
 from stmd_keras.runner.datasets import load_experiment_data
 from stmd_keras.runner.settings import (
-    CHANNEL_SETS, QUICK_DATA, QUICK_TRAIN, DataSettings, TrainSettings, settings_key,
+    CHANNEL_SETS, QUICK_DATA, QUICK_TRAIN, SYNTHETIC_STEPS_PER_EPOCH, DataSettings, TrainSettings,
+    settings_key,
 )
 from stmd_keras.reproducibility import set_seed
 from stmd_keras.runner.training import RunContext, run_method
@@ -86,7 +87,10 @@ def build_parser(spec):
     p.add_argument("--cache-dir", default=None,
                    help="real data: where prepared recordings are cached (default WORK_DIR/cache)")
     p.add_argument("--night-epochs", type=int, default=None,
-                   help="synthetic epochs per night (default 300; 0: whole ~900-epoch nights)")
+                   help="synthetic epochs per night (default: whole ~900-epoch nights)")
+    p.add_argument("--steps-per-epoch", type=int, default=None,
+                   help=f"batches per training epoch (synthetic default {SYNTHETIC_STEPS_PER_EPOCH}; "
+                        "real data and 0: full passes)")
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all)")
     p.add_argument("--out", default="results", help="where tables are written")
     p.add_argument("--work-dir", default="runs", help="checkpoints and the per-row cache")
@@ -98,7 +102,7 @@ def build_parser(spec):
 _DATA_OPTIONS = {"subjects": "n_subjects", "night_epochs": "night_epochs", "seq_len": "seq_len",
                  "stride": "stride", "synthetic_fs": "synthetic_fs"}
 _TRAIN_OPTIONS = {"epochs": "epochs", "patience": "patience", "batch_size": "batch_size",
-                  "lr": "learning_rate"}
+                  "lr": "learning_rate", "steps_per_epoch": "steps_per_epoch"}
 
 
 def settings_from_args(spec, args):
@@ -108,8 +112,10 @@ def settings_from_args(spec, args):
         for option, field in options.items():
             if getattr(args, option) is not None:
                 kw[field] = getattr(args, option)
-    if data_kw.get("night_epochs") == 0:
-        data_kw["night_epochs"] = None  # the generator's whole nights
+    if args.dataset == "synthetic" and not args.quick:
+        train_kw.setdefault("steps_per_epoch", SYNTHETIC_STEPS_PER_EPOCH)
+    if train_kw.get("steps_per_epoch") == 0:
+        train_kw["steps_per_epoch"] = None  # full passes
     if args.last_epoch:
         train_kw["restore_best"] = False
     if spec.channel_set not in CHANNEL_SETS:

@@ -7,6 +7,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 import scipy.special
 
 from stmd_keras.distill import MutualDistiller, ResumableCheckpoint, SupervisedTrainer
@@ -57,8 +58,9 @@ def fit_resumable(trainer, ctx, directory, monitor):
         if start:
             print(f"  resuming from epoch {start} ({directory})", flush=True)
         trainer.fit(
-            ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed, start_epoch=start),
-            steps_per_epoch=ctx.data.train.steps_per_epoch(ts.batch_size),
+            ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed, start_epoch=start,
+                                         steps=ts.steps_per_epoch),
+            steps_per_epoch=min(ts.steps_per_epoch or np.inf, ctx.data.train.steps_per_epoch(ts.batch_size)),
             epochs=ts.epochs,
             initial_epoch=start,
             validation_data=ctx.data.val.eval_dataset(4 * ts.batch_size),
