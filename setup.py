@@ -20,6 +20,7 @@ setup(
         "scikit-learn>=1.4",
         "matplotlib>=3.8",
         "tqdm>=4.66",
+        "ai-edge-litert>=2.0",
     ],
     # TensorFlow is not in install_requires: `tensorflow` and `tensorflow-cpu`
     # are different distributions, and naming one would pull it in on top of

@@ -108,6 +108,29 @@ def _add_data_commands(sub):
     return commands
 
 
+def _export(args, rest):
+    from stmd_keras.deploy import export
+
+    export.run_from_args(args, rest)
+
+
+def _stage(args, rest):
+    from stmd_keras.deploy import stage
+
+    stage.run_from_args(args, rest)
+
+
+def _add_deploy_commands(sub):
+    from stmd_keras.deploy import export, stage
+
+    e = sub.add_parser("export", help="export a trained model to SavedModel / TFLite, with parity checks")
+    export.add_arguments(e)
+    e.set_defaults(func=_export)
+    s = sub.add_parser("stage", help="stage an EDF recording with a trained or exported model")
+    stage.add_arguments(s)
+    s.set_defaults(func=_stage)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="stmd", description="Spatial-temporal mutual distillation for sleep staging.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -129,6 +152,7 @@ def build_parser():
     s.add_argument("--out", required=True)
     s.set_defaults(func=_synth)
     _add_data_commands(sub)
+    _add_deploy_commands(sub)
     return p
 
 

@@ -62,3 +62,12 @@ def test_table_all_runs_run_all(tmp_path):
 
     main(["table", "all", "--index-only", "--out", str(tmp_path)])
     assert "Not run yet" in (tmp_path / "README.md").read_text()
+
+
+def test_export_and_stage_are_wired():
+    from stmd_keras.cli import _export, _stage, build_parser
+
+    args = build_parser().parse_args(["export", "m.keras", "--out", "d", "--formats", "tflite-fp32"])
+    assert args.func is _export and args.out == "d"
+    args = build_parser().parse_args(["stage", "night.edf", "--model", "m.tflite", "--out", "night"])
+    assert args.func is _stage and args.recording == "night.edf" and args.model == "m.tflite"
