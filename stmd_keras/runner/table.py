@@ -88,6 +88,10 @@ def build_parser(spec):
                    help="real data: where prepared recordings are cached (default WORK_DIR/cache)")
     p.add_argument("--night-epochs", type=int, default=None,
                    help="synthetic epochs per night (default: whole ~900-epoch nights)")
+    p.add_argument("--val-subjects", type=int, default=None,
+                   help="subjects held out for validation (synthetic 1; real: 10 %%)")
+    p.add_argument("--test-subjects", type=int, default=None,
+                   help="subjects held out for testing (synthetic 2; real: 10 %%)")
     p.add_argument("--steps-per-epoch", type=int, default=None,
                    help=f"batches per training epoch (synthetic default {SYNTHETIC_STEPS_PER_EPOCH}; "
                         "real data and 0: full passes)")
@@ -100,6 +104,7 @@ def build_parser(spec):
 
 # Command-line option -> settings field it overrides.
 _DATA_OPTIONS = {"subjects": "n_subjects", "night_epochs": "night_epochs", "seq_len": "seq_len",
+                 "val_subjects": "n_val", "test_subjects": "n_test",
                  "stride": "stride", "synthetic_fs": "synthetic_fs"}
 _TRAIN_OPTIONS = {"epochs": "epochs", "patience": "patience", "batch_size": "batch_size",
                   "lr": "learning_rate", "steps_per_epoch": "steps_per_epoch"}
@@ -122,7 +127,8 @@ def settings_from_args(spec, args):
         raise ValueError(f"{spec.name}: unknown channel set {spec.channel_set!r}")
     if args.dataset != "synthetic":
         data_kw.setdefault("n_subjects", None)  # all subjects unless --subjects
-        data_kw.update(n_val=None, n_test=None)  # 10 % each, as 8/1/1 on ISRUC-III
+        data_kw.setdefault("n_val", None)  # 10 % each, as 8/1/1 on ISRUC-III
+        data_kw.setdefault("n_test", None)
         data_kw["loader_options"] = _loader_options(args.loader_option)
         data_kw["data_dir"] = os.path.abspath(args.data_dir) if args.data_dir else None
     elif args.loader_option:
