@@ -23,9 +23,11 @@ def _models(args, rest):
     from stmd_keras.models import ARCHITECTURES, build_model
 
     print(f"| model | parameters | input (L, C, samples) |\n|---|---|---|")
-    for arch in ARCHITECTURES:
-        for role in ("teacher", "student"):
-            m = build_model(arch, role, n_channels=args.channels, seq_len=args.seq_len, fs=args.fs)
+    single_channel = {"deepsleepnet", "salientsleepnet"}  # SleepKD's backbones
+    for arch, roles in ARCHITECTURES.items():
+        channels = args.channels or (1 if arch in single_channel else 6)
+        for role in roles:
+            m = build_model(arch, role, n_channels=channels, seq_len=args.seq_len, fs=args.fs)
             print(f"| {arch} {role} | {m.count_params():,} | {tuple(m.input.shape[1:])} |")
 
 
@@ -138,7 +140,8 @@ def build_parser():
     t.add_argument("number", help="table number, e.g. 3, or 'all' (experiments/run_all.py)")
     t.set_defaults(func=_table)
     m = sub.add_parser("models", help="print the parameter counts of the teacher/student models")
-    m.add_argument("--channels", type=int, default=6)
+    m.add_argument("--channels", type=int, default=None,
+                   help="input channels (default 6; 1 for the single-channel SleepKD backbones)")
     m.add_argument("--seq-len", type=int, default=20)
     m.add_argument("--fs", type=int, default=100)
     m.set_defaults(func=_models)
