@@ -389,3 +389,29 @@ def test_sleepkd_trains_a_tiny_deepsleepnet_student_with_the_mutual_distiller():
     assert np.isfinite(logs["distill"][0]) and logs["distill"][0] > 0
     assert any(not np.allclose(a, v.numpy()) for a, v in zip(before, method.trainable_variables))
     assert all(np.allclose(a, v.numpy()) for a, v in zip(t_before, teacher.trainable_variables))
+
+
+def test_distiller_passes_frozen_guides_to_dgkd_and_refuses_them_for_one_teacher_methods():
+    from stmd_keras.distill import MutualDistiller
+    from stmd_keras.models import build_cnn_rnn
+
+    keras.utils.set_random_seed(0)
+    tiny = lambda f, u, n: build_cnn_rnn(f, u, n_channels=2, seq_len=3, fs=8, name=n)  # noqa: E731
+    teacher, ta, student = tiny(6, 5, "t"), tiny(4, 3, "ta"), tiny(3, 2, "s")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 2, 240)).astype("float32")
+    y = rng.integers(0, 5, (2, 3)).astype("int32")
+    frozen = [v.numpy() for v in teacher.trainable_variables + ta.trainable_variables]
+    d = MutualDistiller(teacher, student, guides=[ta])
+    d.compile(method="dgkd", method_options={"drop_prob": 0.0})
+    logs = d.test_on_batch(x, y, return_dict=True)
+    t_logits, ta_logits, s_logits = (m(x)["logits"] for m in (teacher, ta, student))
+    from stmd_keras.distill.objectives import kd_loss
+
+    expected = 0.9 * (float(kd_loss(s_logits, t_logits, 4.0)) + float(kd_loss(s_logits, ta_logits, 4.0))) / 2
+    np.testing.assert_allclose(logs["distill"], expected, rtol=1e-5)
+    d.train_on_batch(x, y)
+    after = [v.numpy() for v in teacher.trainable_variables + ta.trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(frozen, after))  # guides stay frozen
+    with pytest.raises(ValueError, match="takes one teacher"):
+        MutualDistiller(teacher, student, guides=[ta]).compile(method="kd")

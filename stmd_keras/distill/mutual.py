@@ -51,12 +51,16 @@ class MutualDistiller(keras.Model):
     Args:
         teacher: a stager returning `{"logits": (B, L, K), "features": (B, L, C, m)}`.
         student: a stager with the same outputs (its `m` may differ).
+        guides: further frozen models (teacher assistants) whose outputs a
+            multi-guide method such as DGKD receives after the teacher's;
+            they are never trained.
     """
 
-    def __init__(self, teacher, student, **kwargs):
+    def __init__(self, teacher, student, guides=(), **kwargs):
         super().__init__(**kwargs)
         self.teacher = teacher
         self.student = student
+        self.guides = list(guides)
         self.sleep_graph = SleepGraph(name="sleep_graph")
         self.temporal_relation = TemporalRelation(name="temporal_relation")
         self.loss_trackers = LossTrackers(LOSS_NAMES)
@@ -124,7 +128,12 @@ class MutualDistiller(keras.Model):
                 method = get_method(method, **(method_options or {}))
             elif method_options:
                 raise ValueError("`method_options` applies to a method given by name only.")
-            method.build_for(self.teacher, self.student)
+            if self.guides and not getattr(method, "multi_guide", False):
+                raise ValueError(
+                    f"`guides` were given but method {method.name!r} takes one teacher; "
+                    "use a multi-guide method such as 'dgkd'."
+                )
+            method.build_for([self.teacher, *self.guides] if self.guides else self.teacher, self.student)
             self.method = method
             alpha, spatial, temporal, kd_weight = method.ce_weight, False, False, 0.0
             mutual = method.trains_teacher
@@ -188,7 +197,12 @@ class MutualDistiller(keras.Model):
             terms["kd"] = kd_loss(s_logits, ops.stop_gradient(t_logits), cfg["temperature"])
         knowledge = cfg["beta"] * terms["spatial"] + cfg["gamma"] * terms["temporal"]
         if self.method is not None:
-            terms["distill"] = self.method(teacher_out, student_out, y, epoch=self.epoch if training else None)
+            guide_out = teacher_out
+            if self.guides:
+                guide_out = [teacher_out] + [
+                    {k: ops.stop_gradient(v) for k, v in g(x, training=False).items()} for g in self.guides
+                ]
+            terms["distill"] = self.method(guide_out, student_out, y, epoch=self.epoch if training else None)
             knowledge = knowledge + terms["distill"]
         terms["loss_teacher"] = cfg["alpha"] * terms["ce_teacher"] + knowledge
         terms["loss_student"] = (

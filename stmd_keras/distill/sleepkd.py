@@ -344,6 +344,7 @@ class DGKD(DistillationMethod):
     """
 
     name_in_paper = "DGKD"
+    multi_guide = True  # MutualDistiller(guides=[...]) passes [teacher, *guides]
     paper_epochs = 30
     default_ce_weight = 0.1
     default_loss_weight = 0.9
