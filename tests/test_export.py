@@ -139,6 +139,8 @@ def test_quantized_formats_report_agreement(cnn_rnn, quantized_export):
     # Full integer inside, float32 at the ends; the fused LSTM kernel (stateful).
     assert {"QUANTIZE", "DEQUANTIZE", "UNIDIRECTIONAL_SEQUENCE_LSTM"} <= set(int8["ops"])
     assert int8["lstm_form"] == "fused" and int8["reset_variables_before_invoke"]
+    # The channel streams as one depthwise + grouped convolutions (GroupedChannelEncoder).
+    assert int8["encoder"] == "grouped" and "DEPTHWISE_CONV_2D" in int8["ops"]
     stager = load_stager(out / "model_int8.tflite")
     x = signals(3, seed=1)
     probs = stager.predict_proba(x)
@@ -152,9 +154,10 @@ def test_every_lstm_form_computes_the_same_function(cnn_rnn, tmp_path):
     path, model = cnn_rnn
     x = signals(4, seed=2)
     for form in ("while", "unroll", "fused"):
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(export.probability_model(model, form)(x)), keras_probs(model, x),
-            atol=1e-6)
+        for grouped in (False, True):
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(export.probability_model(model, form, grouped_encoder=grouped)(x)),
+                keras_probs(model, x), atol=1e-5)
     report = export_checkpoint(path, tmp_path, formats=["tflite-fp32"], lstm_form="while", **FAST)
     entry = report["formats"]["tflite-fp32"]
     assert "WHILE" in entry["ops"] and "reset_variables_before_invoke" not in entry  # stateless

@@ -78,3 +78,27 @@ def test_bad_arguments_and_inputs_raise_clear_errors():
     model = build_cnn_rnn(4, 3, n_channels=2, seq_len=2, fs=20)
     with pytest.raises(ValueError):
         model(np.zeros((1, 2, 3, 600), "float32"))  # 3 channels into a 2-channel model
+
+
+@pytest.mark.parametrize("fs, n_channels", [(100, 6), (128, 3)])
+def test_grouped_encoder_computes_the_per_channel_encoder(fs, n_channels):
+    from stmd_keras.models.encoder import GroupedChannelEncoder
+
+    enc = MultiChannelEncoder(8, fs=fs)
+    x = np.random.default_rng(0).normal(size=(2, 3, n_channels, 30 * fs)).astype("float32")
+    expected = keras.ops.convert_to_numpy(enc(x))
+    fused = GroupedChannelEncoder.from_encoder(enc)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused(x)), expected, atol=1e-5)
+    # Channel c of the output depends on input channel c only.
+    x2 = x.copy()
+    x2[:, :, 1] = 0.0
+    changed = keras.ops.convert_to_numpy(fused(x2)) != keras.ops.convert_to_numpy(fused(x))
+    assert changed[:, :, 1].any() and not np.delete(changed, 1, axis=2).any()
+    assert fused.count_params() == enc.count_params()
+
+
+def test_grouped_encoder_needs_a_built_encoder_or_a_shape():
+    from stmd_keras.models.encoder import GroupedChannelEncoder
+
+    with pytest.raises(ValueError, match="input_shape"):
+        GroupedChannelEncoder.from_encoder(MultiChannelEncoder(8, fs=100))
