@@ -365,6 +365,7 @@ def bench_architecture(arch, models, night, edf_path, tmp, args):
             row["stager"] = load_stager(r["path"], num_threads=1)
             entry = r["entry"]
             row["lstm_form"] = entry.get("lstm_form")
+            row["encoder"] = entry.get("encoder", "per-channel")
             row["export_ms_per_batch"] = entry.get("latency_ms_per_batch")
         rows[fmt] = row
 
@@ -555,6 +556,10 @@ def print_architecture(res, n_epochs, repeats):
     forms = {rows[key].get("lstm_form") for key, _ in ROWS[3:] if rows[key].get("lstm_form")}
     if forms:
         say(f"- TFLite LSTM form: {', '.join(sorted(forms))}")
+    encoders = {rows[key].get("encoder") for key, _ in ROWS[3:] if rows[key].get("encoder")}
+    if encoders:
+        say(f"- TFLite channel streams: {', '.join(sorted(encoders))} "
+            "(grouped: one depthwise + grouped convolutions for all channels, `GroupedChannelEncoder`)")
     whole = res.get("stage_recording")
     if whole:
         if "error" in whole:
