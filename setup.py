@@ -28,7 +28,8 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "nbformat>=5.9", "nbclient>=0.9", "ipykernel>=6.25"],
+        "notebooks": ["jupyterlab", "ipykernel>=6.25"],
     },
     entry_points={"console_scripts": ["stmd=stmd_keras.cli:main"]},
 )

@@ -133,6 +133,12 @@ def _add_deploy_commands(sub):
     s.set_defaults(func=_stage)
 
 
+def _add_plot_commands(sub):
+    from stmd_keras.viz import cli as plot_cli
+
+    plot_cli.add_arguments(sub)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="stmd", description="Spatial-temporal mutual distillation for sleep staging.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,6 +162,7 @@ def build_parser():
     s.set_defaults(func=_synth)
     _add_data_commands(sub)
     _add_deploy_commands(sub)
+    _add_plot_commands(sub)
     return p
 
 

@@ -58,11 +58,8 @@ from stmd_keras.data.recording import EPOCH_SEC, STAGES, DataError, Recording
 # rather than copied (as the MASS loader does).
 from stmd_keras.data.sleep_edf import _signals_at
 from stmd_keras.io import atomic_path
-
-PLOT_ORDER = ("W", "REM", "N1", "N2", "N3")
-"""Stages from top to bottom of the hypnogram, as clinicians read it."""
-
-STAGE_COLORS = {"W": "#f2c14e", "REM": "#e4572e", "N1": "#9ad1f5", "N2": "#2e86c1", "N3": "#1b2f6e"}
+# PLOT_ORDER and STAGE_COLORS (the hypnogram's look) live with the drawing code.
+from stmd_keras.viz.hypnogram import PLOT_ORDER, STAGE_COLORS, plot_hypnogram  # noqa: F401
 
 DEFAULT_BATCH_SIZE = 16
 """Sequences per `predict_proba` call when the model does not fix a batch size."""
@@ -271,41 +268,15 @@ class StagingResult:
     def plot(self, title=None):
         """Returns a matplotlib `Figure`: hypnogram above, hypnodensity below.
 
-        The hypnogram is a step plot with stages W, REM, N1, N2, N3 from top
-        to bottom (REM drawn in red); the hypnodensity stacks the per-epoch
-        probabilities in the same order. Time is in hours from the start.
-        Built without pyplot (Agg canvas), so it works without a display.
+        Drawn by `stmd_keras.viz.plot_hypnogram`: a step plot with stages W,
+        REM, N1, N2, N3 from top to bottom (REM in red) above the stacked
+        per-epoch probabilities; time in hours from the start. Built without
+        pyplot (Agg canvas), so it works without a display.
         """
-        from matplotlib.figure import Figure
-
-        t = np.append(self.onsets, self.onsets[-1] + self.epoch_sec) / 3600.0
-        level = {s: i for i, s in enumerate(PLOT_ORDER)}
-        y = np.array([level[s] for s in self.hypnogram] + [level[self.hypnogram[-1]]], dtype=float)
-        fig = Figure(figsize=(12, 5.5), layout="constrained")
-        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1.3))
-        top.step(t, y, where="post", color="k", linewidth=1)
-        rem = np.where(y == level["REM"], y, np.nan)
-        top.step(t, rem, where="post", color=STAGE_COLORS["REM"], linewidth=3)
-        top.set_yticks(range(len(PLOT_ORDER)), PLOT_ORDER)
-        top.set_ylim(len(PLOT_ORDER) - 0.5, -0.5)
-        top.set_ylabel("Stage")
-        top.set_title(title or f"{os.path.basename(self.source)}: {self.n_epochs} epochs "
-                               f"({self.n_epochs * self.epoch_sec / 3600:.2f} h)")
-        cumulative = np.zeros(self.n_epochs + 1)
-        for s in reversed(PLOT_ORDER):  # N3 at the bottom, W on top, as above
-            p = self.probabilities[:, list(self.stages).index(s)]
-            upper = cumulative + np.append(p, p[-1])
-            bottom.fill_between(t, cumulative, upper, step="post", color=STAGE_COLORS[s],
-                                linewidth=0, label=s)
-            cumulative = upper
-        bottom.set_ylim(0, 1)
-        bottom.set_xlim(t[0], t[-1])
-        bottom.set_ylabel("Probability")
-        bottom.set_xlabel("Time (hours)")
-        handles, labels = bottom.get_legend_handles_labels()
-        bottom.legend(handles[::-1], labels[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5),
-                      frameon=False, title="Hypnodensity")
-        return fig
+        return plot_hypnogram(self.hypnogram, probabilities=self.probabilities, onsets=self.onsets,
+                              epoch_sec=self.epoch_sec, stages=self.stages,
+                              title=title or f"{os.path.basename(self.source)}: {self.n_epochs} epochs "
+                                             f"({self.n_epochs * self.epoch_sec / 3600:.2f} h)")
 
     def to_files(self, prefix) -> dict:
         """Writes the hypnogram, probabilities and plot; see `write_outputs`."""
