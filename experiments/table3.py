@@ -13,7 +13,7 @@ weights (docs/REPRODUCTION.md).
 """
 
 from stmd_keras.runner import TableSpec, run_table
-from stmd_keras.runner.rows import baseline_row, comparison_rows, stmd_row
+from stmd_keras.runner.rows import comparison_rows, diagnostic_rows
 
 # Paper (accuracy %, macro-F1 %): Table 3; the teacher from Table 2.
 PAPER = {
@@ -30,15 +30,7 @@ PAPER = {
 TABLE = TableSpec(
     name="table3",
     title="Table 3: comparison with baseline methods on the CNN-RNN architecture.",
-    rows=comparison_rows(PAPER, teacher_paper={"isruc": (83.47, 80.50)})
-    + (
-        stmd_row("Ours (STMD) + normalised R_t", temporal_normalize=True),
-        # Not in the paper: DML with the original CE:KL = 1:1 instead of
-        # Table 15's 0.1:0.9, under which the pre-trained teacher collapses
-        # towards the untrained student (docs/REPRODUCTION.md).
-        baseline_row("Deep Mutual Learning", label="Deep Mutual Learning, CE:KL 1:1",
-                     ce_weight=1.0, loss_weight=1.0),
-    ),
+    rows=comparison_rows(PAPER, teacher_paper={"isruc": (83.47, 80.50)}) + diagnostic_rows(),
     architecture="cnn_rnn",
     channel_set="eeg_eog6",
 )

@@ -4,7 +4,7 @@
 """
 
 from stmd_keras.runner import TableSpec, run_table
-from stmd_keras.runner.rows import comparison_rows
+from stmd_keras.runner.rows import comparison_rows, diagnostic_rows
 
 # Paper (accuracy %, macro-F1 %): Table 4; the teacher from Table 2.
 PAPER = {
@@ -21,7 +21,7 @@ PAPER = {
 TABLE = TableSpec(
     name="table4",
     title="Table 4: comparison with baseline methods on the CNN-GCN architecture.",
-    rows=comparison_rows(PAPER, teacher_paper={"isruc": (85.93, 83.95)}),
+    rows=comparison_rows(PAPER, teacher_paper={"isruc": (85.93, 83.95)}) + diagnostic_rows(),
     architecture="cnn_gcn",
     channel_set="eeg_eog6",
 )

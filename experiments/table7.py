@@ -7,7 +7,7 @@ CNN-GCN); we use CNN-RNN, the paper's main pair (docs/REPRODUCTION.md).
 """
 
 from stmd_keras.runner import TableSpec, run_table
-from stmd_keras.runner.rows import comparison_rows
+from stmd_keras.runner.rows import comparison_rows, diagnostic_rows
 
 PAPER = {
     "Knowledge Distillation": {"isruc": (84.84, 82.15)},
@@ -23,7 +23,7 @@ PAPER = {
 TABLE = TableSpec(
     name="table7",
     title="Table 7: comparison with baseline methods on 6-channel EEG (CNN-RNN).",
-    rows=comparison_rows(PAPER),
+    rows=comparison_rows(PAPER) + diagnostic_rows(),
     architecture="cnn_rnn",
     channel_set="eeg6",
 )

@@ -4,7 +4,7 @@
 """
 
 from stmd_keras.runner import TableSpec, run_table
-from stmd_keras.runner.rows import comparison_rows
+from stmd_keras.runner.rows import comparison_rows, diagnostic_rows
 
 PAPER = {
     "Knowledge Distillation": {"isruc": (73.80, 69.81)},
@@ -20,7 +20,7 @@ PAPER = {
 TABLE = TableSpec(
     name="table8",
     title="Table 8: comparison with baseline methods on 6-channel EEG and 2-channel EOG (CNN-GCN).",
-    rows=comparison_rows(PAPER),
+    rows=comparison_rows(PAPER) + diagnostic_rows(),
     architecture="cnn_gcn",
     channel_set="eeg_eog8",
 )
