@@ -16,7 +16,9 @@ Channel sets. The runner's sets (`CHANNEL_SETS`) are written in ISRUC-III
 names. MASS-SS3 has the same electrodes under another reference (linked
 ears), so a set maps electrode by electrode ("F4-A1" -> "F4"). Sleep-EDF has
 only Fpz-Cz, Pz-Oz and one horizontal EOG: every multi-channel set falls back
-to those three (`Dataset.fallback_set`), and the runner says so.
+to those three (`Dataset.fallback_set`), and the runner says so; its
+"single_eeg" is Fpz-Cz (C4-A1 on ISRUC-III and the synthetic nights, C4 on
+MASS).
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ CHANNEL_SETS = {
     "eeg_eog6": ("F4-A1", "C3-A2", "C4-A1", "O2-A1", "LOC-A2", "ROC-A1"),
     "eeg6": ("F3-A2", "C3-A2", "O1-A2", "F4-A1", "C4-A1", "O2-A1"),
     "eeg_eog8": ("F3-A2", "C3-A2", "O1-A2", "F4-A1", "C4-A1", "O2-A1", "LOC-A2", "ROC-A1"),
+    # SleepKD's single-channel EEG: a central derivation (Sleep-EDF: Fpz-Cz).
+    "single_eeg": ("C4-A1",),
 }
-"""The paper's channel sets in ISRUC-III names. The paper does not list its
-6-channel EEG/EOG set; see docs/REPRODUCTION.md for this choice."""
+"""The papers' channel sets in ISRUC-III names. The STMD paper does not list
+its 6-channel EEG/EOG set, nor SleepKD its ISRUC-III channel; see
+docs/REPRODUCTION.md for these choices."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +193,7 @@ DATASETS = {
         channel_sets={
             "sleepedf3": sleep_edf.DEFAULT_CHANNELS,
             "fpz_cz": ("EEG Fpz-Cz",),
+            "single_eeg": ("EEG Fpz-Cz",),  # SleepKD's and DeepSleepNet's channel
         },
         fallback_set="sleepedf3",
         notch=50.0,

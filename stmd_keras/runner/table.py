@@ -28,7 +28,9 @@ class Row:
 
     Args:
         name: the method's name as printed in the paper.
-        method: "teacher", "student" or "distill" (see `training.METHODS`).
+        method: "teacher", "student", "distill", or a teacher-assistant
+            recipe "assistant", "chain", "guided" (see `training.METHODS`
+            and `runner.chains`).
         params: keyword arguments of the method (for "distill": those of
             `MutualDistiller.compile`).
         paper: the paper's `{dataset: (accuracy %, macro-F1 %)}` for this row.
@@ -42,7 +44,17 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class TableSpec:
-    """What a table script declares: its rows, architecture and channel set."""
+    """What a table script declares: its rows, architecture and channel set.
+
+    Args:
+        name: output name (`OUT/name/TAG/name.md`) and, unless `command`
+            says otherwise, the script `experiments/name.py`.
+        paper_datasets: the datasets the paper reports; others have no paper
+            column (the synthetic default is compared with "isruc").
+        command: how the table is run, as printed under it (default
+            `experiments/{name}.py`), for scripts that run several tables.
+        notes: markdown printed under the table (e.g. model sizes).
+    """
 
     name: str
     title: str
@@ -50,18 +62,32 @@ class TableSpec:
     architecture: str = "cnn_rnn"
     channel_set: str = "eeg_eog6"
     paper_datasets: tuple = ("isruc", "mass")
+    command: str = None
+    notes: str = ""
 
 
 # Which paper column a dataset is compared with. The synthetic default mimics
-# ISRUC-III (10 subjects, its channels, 8/1/1 split); the paper has no
-# Sleep-EDF results.
-PAPER_COLUMN = {"synthetic": "isruc", "isruc": "isruc", "mass": "mass", "sleep-edf": None}
-PAPER_NAMES = {"isruc": "ISRUC-III", "mass": "MASS-SS3", None: "none (the paper does not report this dataset)"}
+# ISRUC-III (10 subjects, its channels, 8/1/1 split); a real dataset is
+# compared with its own column if the table's paper reports it
+# (`TableSpec.paper_datasets`: the STMD paper has no Sleep-EDF results).
+PAPER_COLUMN = {"synthetic": "isruc"}
+PAPER_NAMES = {"isruc": "ISRUC-III", "mass": "MASS-SS3", "sleep-edf": "Sleep-EDF",
+               None: "none (the paper does not report this dataset)"}
+
+
+def paper_column(spec, dataset):
+    """The key of `Row.paper` that `dataset`'s results are printed beside (or None)."""
+    column = PAPER_COLUMN.get(dataset, dataset)
+    return column if column in spec.paper_datasets else None
+
+
+def _script(spec):
+    return spec.command or f"experiments/{spec.name}.py"
 
 
 def build_parser(spec):
     p = argparse.ArgumentParser(
-        prog=f"{spec.name}.py",
+        prog=_script(spec),
         description=f"{spec.title} Results are cached: an interrupted run resumes.",
     )
     p.add_argument("--dataset", default="synthetic", choices=["synthetic", "isruc", "mass", "sleep-edf"])
@@ -214,8 +240,8 @@ def run_table(spec, argv=None):
                 flush=True,
             )
 
-    summary = summarize(spec, rows, results, args.seeds, PAPER_COLUMN[args.dataset])
-    command = "python experiments/" + spec.name + ".py " + " ".join(argv if argv is not None else sys.argv[1:])
+    summary = summarize(spec, rows, results, args.seeds, paper_column(spec, args.dataset))
+    command = f"python {_script(spec)} " + " ".join(argv if argv is not None else sys.argv[1:])
     markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip())
     print("\n" + markdown)
     write_text(os.path.join(out_dir, f"{spec.name}.md"), markdown)
@@ -278,7 +304,7 @@ def _delta(ours, paper):
 
 
 def format_markdown(spec, summary, args, data_settings, train_settings, command):
-    column = PAPER_NAMES[PAPER_COLUMN[args.dataset]]
+    column = PAPER_NAMES[paper_column(spec, args.dataset)]
     lines = [
         f"### {spec.title}",
         "",
@@ -298,6 +324,8 @@ def format_markdown(spec, summary, args, data_settings, train_settings, command)
             f"| {_delta(e['accuracy'], pa)} | {_delta(e['macro_f1'], pf)} "
             f"| {e['kappa']:.3f} | {f1} |"
         )
+    if spec.notes:
+        lines += ["", spec.notes.strip()]
     lines += [
         "",
         f"Data: {data_settings}",

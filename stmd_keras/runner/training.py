@@ -85,7 +85,8 @@ def evaluate_model(model, sequences):
     return evaluate(sequences.y, probs.argmax(-1), subjects=sequences.subject)
 
 
-def _save_weights(model, path):
+def save_weights(model, path):
+    """`model.save_weights(path)`, atomically (a kill leaves no half-written cache)."""
     with atomic_path(path) as tmp:
         model.save_weights(tmp)
 
@@ -150,7 +151,7 @@ def pretrained_teacher(ctx):
     ckpt = fit_resumable(trainer, ctx, os.path.join(directory, "checkpoint"), "val_macro_f1")
     info = {"history": ckpt.history, "best_epoch": ckpt.best_epoch}
     info["model"] = save_model(teacher, directory, model_card(ctx, "teacher"), "teacher.keras")
-    _save_weights(teacher, final)
+    save_weights(teacher, final)
     write_json(info_path, info)
     return teacher, info
 
@@ -184,10 +185,15 @@ def run_distill(ctx, params):
     switches, KD temperature...).
     """
     teacher, _ = pretrained_teacher(ctx)
+    return distill_student(ctx, teacher, params)
+
+
+def distill_student(ctx, teacher, params, guides=()):
+    """Distils a fresh student from `teacher` (and frozen `guides`) into `ctx.row_dir`."""
     set_seed(ctx.seed)  # the same initial student as the no-KD row
     student = ctx.model("student")
     lr = ctx.train_settings.learning_rate
-    distiller = MutualDistiller(teacher, student)
+    distiller = MutualDistiller(teacher, student, guides=guides)
     distiller.compile(keras.optimizers.Adam(lr), keras.optimizers.Adam(lr), **params)
     ckpt = fit_resumable(distiller, ctx, ctx.row_dir, "val_student_macro_f1")
     metrics = evaluate_model(student, ctx.data.test)
@@ -205,6 +211,7 @@ def run_distill(ctx, params):
 
 
 METHODS = {"teacher": run_teacher, "student": run_student, "distill": run_distill}
+"""Row methods by name; `runner.chains` adds the teacher-assistant recipes."""
 
 
 def run_method(ctx, method, params, row_dir):
