@@ -50,26 +50,11 @@ import keras
 from keras import ops
 
 from stmd_keras.distill.methods import DistillationMethod, _positive
+from stmd_keras.knowledge.losses import _as_float32, _check_same_shape
 
 FEATURE_LOSSES = ("mse", "kl", "kl_softmax")
 _KERAS_EPSILON = 1e-7  # keras.config.epsilon(), the clip of Keras' KLDivergence
 _SLEEPKD_KEYS = ("logits", "epoch_features", "sequence_features")
-
-
-def _as_float32(x):
-    return ops.cast(ops.convert_to_tensor(x), "float32")
-
-
-def _check_same_shape(a, b, what):
-    shape_a, shape_b = tuple(a.shape), tuple(b.shape)
-    same = len(shape_a) == len(shape_b) and all(
-        x is None or y is None or x == y for x, y in zip(shape_a, shape_b)
-    )
-    if not same:
-        raise ValueError(
-            f"The student and teacher {what} must have the same shape. "
-            f"Received: student shape={shape_a}, teacher shape={shape_b}"
-        )
 
 
 def multilevel_feature_loss(student_feat, teacher_feat, kind="mse"):
