@@ -106,6 +106,21 @@ tflite-int8     0.38 MB  agreement 99.67 %, macro-F1 +0.18 points    4.8
 
 (Keras: macro-F1 0.784 on those epochs; the `.keras` file is 1.42 MB.)
 
+The channel streams (`grouped_encoder`, default on; `--per-channel-encoder`
+turns it off). The per-channel encoder is C small CNNs, i.e. 4 C convolution
+ops of a few hundred thousand multiply-adds each, where per-op overhead
+dominates. For TFLite the exporter replaces it by `GroupedChannelEncoder`:
+the same weights re-laid out as one depthwise convolution and three
+convolutions with `groups=C` (the same function; fp32 parity 3e-7). Same
+trained student, batch 1, one thread, ms per sequence, both exports timed on
+the same idle machine (`bench/deploy.py`): fp32 XNNPACK 2.2 (per-channel
+4.5), int8 XNNPACK 3.8 (per-channel 5.5; builtin 4.9), so one night with
+the int8 file went from 0.23 s to 0.17 s. The builtin (non-XNNPACK) kernels
+run grouped convolutions slowly (12-18 ms); the export times both backends
+and the card records XNNPACK, which `load_stager` then uses. Batching
+several sequences per invoke (`--batch-size 4`, `16`) was no faster per
+sequence in either layout.
+
 Parity (checked per file on a held-out set, reported, and fatal):
 
 * savedmodel, tflite-fp32: max |Δprob| vs Keras <= `PROBABILITY_TOLERANCE`
