@@ -71,6 +71,11 @@ class MutualDistiller(keras.Model):
         self.epoch = keras.Variable(0, dtype="int32", trainable=False, name="epoch")
         self.built = True  # the wrapped models are built functional models
 
+    @property
+    def trainees(self):
+        """The models `fit` updates: both when mutual, else the student."""
+        return (self.teacher, self.student) if self.settings.get("mutual") else (self.student,)
+
     def compile(
         self,
         teacher_optimizer=None,

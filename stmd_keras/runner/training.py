@@ -11,6 +11,7 @@ import numpy as np
 import scipy.special
 
 from stmd_keras.distill import MutualDistiller, ResumableCheckpoint, SupervisedTrainer
+from stmd_keras.distill.batch_norm import BatchNormRecalibration, batch_norm_layers
 from stmd_keras.evaluation import evaluate
 from stmd_keras.io import atomic_path, write_json
 from stmd_keras.models import build_model
@@ -64,13 +65,31 @@ def fit_resumable(trainer, ctx, directory, monitor):
             epochs=ts.epochs,
             initial_epoch=start,
             validation_data=ctx.data.val.eval_dataset(4 * ts.batch_size),
-            callbacks=[ckpt],
+            callbacks=[*_batch_norm_callbacks(trainer, ctx), ckpt],
             shuffle=False,  # the stream is already shuffled per (seed, epoch)
             verbose=ctx.fit_verbose,
         )
     elif ts.restore_best:
         ckpt.restore_best_weights(trainer)
     return ckpt
+
+
+RECALIBRATION_STEPS = 16
+"""Training batches over which BatchNorm statistics are re-estimated (dropout off)."""
+
+
+def _batch_norm_callbacks(trainer, ctx):
+    """`BatchNormRecalibration` for the trained models that have BatchNorm (SleepKD backbones)."""
+    models = [m for m in getattr(trainer, "trainees", ()) if batch_norm_layers(m)]
+    if not models:
+        return []
+    ts = ctx.train_settings
+
+    def batches():  # the same batches every time: a resumed run stays identical
+        data = ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed + 1, steps=RECALIBRATION_STEPS)
+        return data.map(lambda x, *_: x)
+
+    return [BatchNormRecalibration(models, batches)]
 
 
 def predict_epoch_probabilities(model, sequences, batch_size=32):
