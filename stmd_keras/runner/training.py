@@ -85,9 +85,11 @@ def _batch_norm_callbacks(trainer, ctx):
         return []
     ts = ctx.train_settings
 
+    steps = min(RECALIBRATION_STEPS, ctx.data.train.steps_per_epoch(ts.batch_size))
+
     def batches():  # the same batches every time: a resumed run stays identical
-        data = ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed + 1, steps=RECALIBRATION_STEPS)
-        return data.map(lambda x, *_: x)
+        data = ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed + 1, steps=steps)
+        return data.map(lambda x, *_: x).take(steps)  # the stream itself repeats forever
 
     return [BatchNormRecalibration(models, batches)]
 
