@@ -82,7 +82,8 @@ def main(argv=None):
             else:
                 run_script(number, passed)
             print(f"===== Table {number} done in {time.time() - started:.0f} s =====", flush=True)
-    command = "python experiments/run_all.py " + " ".join(argv)
+    # The command that (re)generates the tables, not the one that rebuilt this index.
+    command = "python experiments/run_all.py " + " ".join(a for a in argv if a != "--index-only")
     write_index(args.out, _tag(args), TABLES, command.strip())
     print(f"Index written to {os.path.join(args.out, 'README.md')}", flush=True)
 
