@@ -4,6 +4,11 @@ import keras
 from keras import layers, ops
 
 
+def first_conv_geometry(fs):
+    """Kernel (fs/2) and stride (fs/4) of the encoder's first convolution at `fs` Hz."""
+    return max(1, int(fs // 2)), max(1, int(fs // 4))
+
+
 @keras.saving.register_keras_serializable(package="stmd_keras")
 class MultiChannelEncoder(layers.Layer):
     """Encodes every 30-s epoch of every channel with that channel's own CNN.
@@ -35,7 +40,7 @@ class MultiChannelEncoder(layers.Layer):
         self.dropout = float(dropout)
 
     def _stream(self, c):
-        f, k, s = self.filters, max(1, int(self.fs // 2)), max(1, int(self.fs // 4))
+        f, (k, s) = self.filters, first_conv_geometry(self.fs)
         pre = f"{self.name}_ch{c}"
         return [
             layers.Conv1D(f, k, strides=s, padding="same", activation="relu", name=f"{pre}_conv1"),
@@ -56,7 +61,7 @@ class MultiChannelEncoder(layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
         self.n_channels, self.samples = int(input_shape[2]), int(input_shape[3])
-        stride = max(1, int(self.fs // 4))
+        _, stride = first_conv_geometry(self.fs)
         if -(-self.samples // stride) < 32:  # 'same' conv, then pools of 8 and 4
             raise ValueError(
                 f"Epochs of {self.samples} samples are too short for the encoder at "
@@ -122,7 +127,7 @@ class GroupedChannelEncoder(layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.n_channels, self.fs = int(filters), int(n_channels), fs
         f, c = self.filters, self.n_channels
-        k, s = max(1, int(fs // 2)), max(1, int(fs // 4))
+        k, s = first_conv_geometry(fs)
         self.conv1 = layers.DepthwiseConv1D(k, strides=s, padding="same", depth_multiplier=f,
                                             activation="relu", name="conv1")
         self.pool1 = layers.MaxPooling1D(8, 8, name="pool1")
