@@ -45,6 +45,8 @@ import numbers
 import keras
 from keras import layers, ops
 
+from stmd_keras.models.normalization import FusedBatchNormalization
+
 N_CLASSES = 5
 
 DEEPSLEEPNET_SIZES = {
@@ -120,7 +122,7 @@ class UnfoldEpochs(layers.Layer):
 def _conv_bn_relu(x, filters, kernel, strides, name):
     # DeepSleepNet's convolutions have no bias: BatchNorm follows each one.
     x = layers.Conv1D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

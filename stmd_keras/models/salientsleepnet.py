@@ -58,6 +58,8 @@ import numbers
 import keras
 from keras import layers, ops
 
+from stmd_keras.models.normalization import FusedBatchNormalization
+
 N_CLASSES = 5
 
 SALIENTSLEEPNET_SIZES = {
@@ -170,7 +172,7 @@ class UnfoldChannels(layers.Layer):
 
 def _conv_bn(x, filters, kernel, name, dilation=1):
     x = layers.Conv1D(filters, kernel, padding="same", dilation_rate=dilation, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
