@@ -84,3 +84,24 @@ def test_run_all_index_collects_the_tables_and_names_the_missing_ones(tmp_path):
     assert index.index("Table 3: fake") < index.index("table4.md") < index.index("table2.md")
     with pytest.raises(SystemExit, match=r"no table\(s\) \[6\]"):
         run_all["main"](["--only", "6", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_table3_quick_runs_every_row_end_to_end(tmp_path):
+    # Issue 4: "the whole of Table 3 --quick runs in CI-friendly time" (~4 min on 2 cores).
+    import json
+    import subprocess
+    import sys
+    import time
+
+    start = time.time()
+    subprocess.run(
+        [sys.executable, str(EXPERIMENTS / "table3.py"), "--quick", "--verbose", "0",
+         "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+        check=True, timeout=1800,
+    )
+    minutes = (time.time() - start) / 60
+    result = json.loads((tmp_path / "out" / "table3" / "synthetic-quick" / "table3.json").read_text())
+    assert [r["row"] for r in result["rows"]] == [r.name for r in spec("table3.py").rows]
+    assert all(0 <= r["accuracy"] <= 100 and 0 <= r["macro_f1"] <= 100 for r in result["rows"])
+    assert minutes < 15, f"Table 3 --quick took {minutes:.1f} min"
