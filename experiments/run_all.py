@@ -10,7 +10,8 @@ Every other option is passed to each table script. Rows already computed are
 read from the shared cache (`--work-dir`, default `runs/`), so an interrupted
 run resumes, and a row that two tables share (e.g. STMD on CNN-GCN in Tables
 4, 16 and 17) is trained once. Table 2 (model cost) runs last because it
-reads the accuracy of Tables 3 and 4.
+reads the accuracy of Tables 3 and 4. The index also shows the SleepKD
+tables (`experiments/sleepkd_table.py`, run separately) where they exist.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from stmd_keras.io import write_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TABLES = (3, 4, 5, 7, 8, 16, 17, 2)
+SLEEPKD_TABLES = ("sleepkd_deepsleepnet", "sleepkd_salientsleepnet")
 
 
 def _tag(args):
@@ -49,13 +51,24 @@ def write_index(out, tag, numbers, command):
         "next to its `.md`; the paper's numbers are printed beside ours.",
         "",
     ]
-    for number in numbers:
-        path = os.path.join(out, f"table{number}", tag, f"table{number}.md")
+    def add(name, heading):
+        path = os.path.join(out, name, tag, f"{name}.md")
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                parts += [f.read().strip(), ""]
+                parts.extend([f.read().strip(), ""])
         else:
-            parts += [f"### Table {number}", "", f"Not run yet for `{tag}` (`{path}` is missing).", ""]
+            parts.extend([f"### {heading}", "", f"Not run yet for `{tag}` (`{path}` is missing).", ""])
+
+    for number in numbers:
+        add(f"table{number}", f"Table {number}")
+    parts += [
+        "## SleepKD (IJCAI 2023), the predecessor method",
+        "",
+        "Run separately: `python experiments/sleepkd_table.py --backbone deepsleepnet|salientsleepnet`.",
+        "",
+    ]
+    for name in SLEEPKD_TABLES:
+        add(name, name)
     write_text(os.path.join(out, "README.md"), "\n".join(parts) + "\n")
 
 

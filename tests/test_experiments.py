@@ -82,6 +82,7 @@ def test_run_all_index_collects_the_tables_and_names_the_missing_ones(tmp_path):
     assert "### Table 3: fake" in index
     assert "Not run yet for `synthetic`" in index and "table17.md" in index
     assert index.index("Table 3: fake") < index.index("table4.md") < index.index("table2.md")
+    assert index.index("table2.md") < index.index("sleepkd_deepsleepnet.md")  # SleepKD tables follow
     with pytest.raises(SystemExit, match=r"no table\(s\) \[6\]"):
         run_all["main"](["--only", "6", "--out", str(tmp_path)])
 
