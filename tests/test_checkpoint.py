@@ -61,16 +61,19 @@ def test_resumed_training_is_bit_identical(tmp_path):
         assert '"epoch": 1' in f.attrs["meta"]
     resumed, resumed_ckpt = train(tmp_path / "resumed", seqs)
     assert len(resumed_ckpt.history) == EPOCHS
-    # Training is bit-identical; validation losses may differ in the last float32
-    # bit (also between two uninterrupted runs in one process), so compare those
-    # to 1e-6 relative.
+    # The weights first: they are the claim (bit-identical).
+    for a, b in zip(state(full), state(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert resumed_ckpt.best_epoch == full_ckpt.best_epoch
+    # Logged losses may differ in the last float32 bit (validation ones also
+    # between two uninterrupted runs in one process; once, in a CI run beside a
+    # training job, a training loss too: 2.1060376 vs 2.1060379), so compare
+    # them to 1e-6 relative and the accuracies exactly.
     for a, b in zip(full_ckpt.history, resumed_ckpt.history):
         assert a.keys() == b.keys()
         for k in a:
-            assert a[k] == (b[k] if not k.startswith("val_") else pytest.approx(b[k], rel=1e-6)), k
-    assert resumed_ckpt.best_epoch == full_ckpt.best_epoch
-    for a, b in zip(state(full), state(resumed)):
-        np.testing.assert_array_equal(a, b)
+            exact = "accuracy" in k or "macro_f1" in k
+            assert a[k] == (b[k] if exact else pytest.approx(b[k], rel=1e-6)), k
 
 
 def test_best_weights_are_restored_and_early_stopping_state_survives(tmp_path):
