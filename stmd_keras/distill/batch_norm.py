@@ -107,7 +107,7 @@ class BatchNormRecalibration(keras.callbacks.Callback):
 
     def __init__(self, models, make_batches, momentum=0.8):
         super().__init__()
-        self.recalibrators = [Recalibrator(m, momentum) for m in models if batch_norm_layers(m)]
+        self.recalibrators = [r for r in (Recalibrator(m, momentum) for m in models) if r.norms]
         self.make_batches = make_batches
 
     def _recalibrate(self):

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.special
 
 from stmd_keras.distill import MutualDistiller, ResumableCheckpoint, SupervisedTrainer
-from stmd_keras.distill.batch_norm import BatchNormRecalibration, batch_norm_layers
+from stmd_keras.distill.batch_norm import BatchNormRecalibration
 from stmd_keras.evaluation import evaluate
 from stmd_keras.io import atomic_path, write_json
 from stmd_keras.models import build_model
@@ -80,18 +80,15 @@ RECALIBRATION_STEPS = 16
 
 def _batch_norm_callbacks(trainer, ctx):
     """`BatchNormRecalibration` for the trained models that have BatchNorm (SleepKD backbones)."""
-    models = [m for m in getattr(trainer, "trainees", ()) if batch_norm_layers(m)]
-    if not models:
-        return []
     ts = ctx.train_settings
 
-    steps = min(RECALIBRATION_STEPS, ctx.data.train.steps_per_epoch(ts.batch_size))
-
     def batches():  # the same batches every time: a resumed run stays identical
+        steps = min(RECALIBRATION_STEPS, ctx.data.train.steps_per_epoch(ts.batch_size))
         data = ctx.data.train.train_dataset(ts.batch_size, seed=ctx.seed + 1, steps=steps)
         return data.map(lambda x, *_: x).take(steps)  # the stream itself repeats forever
 
-    return [BatchNormRecalibration(models, batches)]
+    callback = BatchNormRecalibration(getattr(trainer, "trainees", ()), batches)
+    return [callback] if callback.recalibrators else []
 
 
 def predict_epoch_probabilities(model, sequences, batch_size=32):
