@@ -126,6 +126,20 @@ def test_stagers_of_every_form_agree_with_keras_and_chunk_batches(cnn_rnn, float
         stager.predict_proba(x[:, :, :2])
 
 
+def test_several_keras_stagers_trace_once_each_without_retracing_warnings(cnn_rnn, caplog):
+    import logging
+
+    path, model = cnn_rnn
+    x = signals(3)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        stagers = [load_stager(path) for _ in range(7)]
+        for stager in stagers:
+            stager.predict_proba(x)
+            stager.predict_proba(x[:1])  # another batch size: the same trace
+    assert [s._fn.experimental_get_tracing_count() for s in stagers] == [1] * 7
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
 def test_quantized_formats_report_agreement(cnn_rnn, quantized_export):
     _, model = cnn_rnn
     out, report = quantized_export

@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -229,6 +230,15 @@ class Stager:
         raise NotImplementedError
 
 
+def _keras_probabilities(model, x):
+    """Softmax of a Keras model's logits (its output, or its `"logits"` output)."""
+    import tensorflow as tf
+
+    out = model(x, training=False)
+    logits = out["logits"] if isinstance(out, dict) else out
+    return tf.nn.softmax(logits, axis=-1)
+
+
 class KerasStager(Stager):
     """A `.keras` checkpoint whose model outputs `{"logits": ...}` (or logits)."""
 
@@ -248,16 +258,12 @@ class KerasStager(Stager):
                 f"{path}: the model takes sequences {shape} but its card says {self.input_shape} "
                 "(seq_len, channels, fs x epoch_sec). The card belongs to another model."
             )
-        model_ = self.model
-
-        def probabilities(x):
-            out = model_(x, training=False)
-            logits = out["logits"] if isinstance(out, dict) else out
-            return tf.nn.softmax(logits, axis=-1)
-
-        # One trace for every batch size: a compiled graph, never eager calls.
+        # One trace for every batch size: a compiled graph, never eager calls. A
+        # partial, not a closure: TF counts traces per code object, so closures
+        # of several stagers would look like retracing and warn.
         self._fn = tf.function(
-            probabilities, input_signature=[tf.TensorSpec((None,) + shape, tf.float32)]
+            functools.partial(_keras_probabilities, self.model),
+            input_signature=[tf.TensorSpec((None,) + shape, tf.float32)],
         )
 
     def _predict_batch(self, x):
