@@ -212,3 +212,26 @@ def test_script_backbone_option(script, monkeypatch):
     script["main"](["--epochs", "3"])
     assert [c[0] for c in calls] == ["sleepkd_deepsleepnet", "sleepkd_salientsleepnet"]
     assert calls[0][2][-2:] == ["--epochs", "3"]  # the user's override comes last and wins
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["deepsleepnet", "salientsleepnet"])
+def test_script_quick_runs_every_row_end_to_end(backbone, tmp_path, script):
+    # Issue 6: "the SleepKD table script runs end to end on the synthetic default".
+    import json
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, str(SCRIPT), "--backbone", backbone, "--quick", "--verbose", "0",
+         "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+        check=True, timeout=3600,
+    )
+    name = f"sleepkd_{backbone}"
+    result = json.loads((tmp_path / "out" / name / "synthetic-quick" / f"{name}.json").read_text())
+    assert [r["row"] for r in result["rows"]] == [r.name for r in script["TABLES"][backbone].rows]
+    assert all(0 <= r["accuracy"] <= 100 and 0 <= r["macro_f1"] <= 100 for r in result["rows"])
+    # The poster's ISRUC-III numbers (the synthetic default's column) are beside ours.
+    sleepkd = next(r for r in result["rows"] if r["row"].startswith("SleepKD (variant b"))
+    poster = script["POSTER"][backbone]["SleepKD"]["isruc"]
+    assert (sleepkd["paper_accuracy"], sleepkd["paper_macro_f1"]) == poster
