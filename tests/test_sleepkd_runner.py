@@ -235,3 +235,35 @@ def test_script_quick_runs_every_row_end_to_end(backbone, tmp_path, script):
     sleepkd = next(r for r in result["rows"] if r["row"].startswith("SleepKD (variant b"))
     poster = script["POSTER"][backbone]["SleepKD"]["isruc"]
     assert (sleepkd["paper_accuracy"], sleepkd["paper_macro_f1"]) == poster
+
+
+def test_script_accepts_real_data_in_the_sleep_edf_layout(tmp_path, script):
+    # Single-channel Fpz-Cz from Sleep-EDF files; the poster's Sleep-EDF column beside ours.
+    import json
+    import warnings
+
+    from stmd_keras.data import synthetic
+    from stmd_keras.data.layouts import write_layout
+
+    raw = tmp_path / "sleep-edf"
+    write_layout("sleep-edf", synthetic.generate(4, fs=100, n_epochs=40), raw)
+    argv = ["--backbone", "deepsleepnet", "--dataset", "sleep-edf", "--data-dir", str(raw),
+            "--loader-option", "trim_wake_min=null", "--rows", "Teacher,KD",
+            "--seq-len", "10", "--batch-size", "2", "--epochs", "1", "--steps-per-epoch", "2",
+            "--verbose", "0", "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = script["main"](argv)["deepsleepnet"]
+    assert [r["row"] for r in rows] == ["Teacher", "KD"]
+    assert all(0 <= r["accuracy"] <= 100 for r in rows)
+    poster = script["POSTER"]["deepsleepnet"]
+    assert (rows[1]["paper_accuracy"], rows[1]["paper_macro_f1"]) == poster["KD"]["sleep-edf"]
+    assert rows[0]["paper_accuracy"] is None  # the poster gives the teacher on ISRUC-III only
+    out = tmp_path / "out" / "sleepkd_deepsleepnet" / "sleep-edf"
+    assert "Dataset: **sleep-edf**" in (out / "sleepkd_deepsleepnet.md").read_text()
+    settings = json.loads((out / "sleepkd_deepsleepnet.json").read_text())["data_settings"]
+    assert settings["dataset"] == "sleep-edf" and settings["channel_set"] == "single_eeg"
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "results").glob("*.json")
+                 if json.loads(p.read_text())["row"] == "KD"]
+    card = json.loads((pathlib.Path(result["model"]).parent / "stmd_model.json").read_text())
+    assert card["channels"] == ["EEG Fpz-Cz"] and card["architecture"] == "deepsleepnet"
