@@ -203,3 +203,61 @@ def test_trained_students_are_saved_as_keras_files_with_a_model_card(tmp_path):
     assert card["stages"] == ["W", "N1", "N2", "N3", "REM"]
     assert tuple(model.input.shape[1:]) == (10, 6, 3000)
     assert card["test_metrics"]["accuracy"] == result["metrics"]["accuracy"]
+
+
+def test_partial_table_lists_pending_rows_and_resumes_from_its_json(tmp_path):
+    out = tmp_path / "out" / "tiny" / "synthetic"
+    base = TINY + ["--out", str(tmp_path / "out")]
+    first = base + ["--work-dir", str(tmp_path / "runs")]
+    run_table(SPEC, first + ["--rows", "Student (no KD)"])  # trains one row
+    summary = run_table(SPEC, first + ["--cached-only"])  # trains nothing
+    assert [e["seeds"] for e in summary] == [0, 1, 0]
+    assert summary[0]["accuracy"] is None and summary[0]["paper_accuracy"] == 83.47
+    md = (out / "tiny.md").read_text()
+    assert "Partial table: 1 of 3 (row, seed) runs done" in md
+    assert "| Teacher | 83.47 | 80.50 | pending | pending |" in md
+    assert "--cached-only" not in md
+    saved = json.loads((out / "tiny.json").read_text())
+    assert saved["complete"] is False and len(saved["runs"]) == 1
+    (student_run,) = saved["runs"]
+    # A fresh work dir, e.g. a new clone with the partial table committed.
+    table = tmp_path / "committed.json"
+    table.write_text((out / "tiny.json").read_text())
+    fresh = base + ["--work-dir", str(tmp_path / "fresh")]
+    again = run_table(SPEC, fresh + ["--cached-only", "--resume-from", str(table)])
+    assert again[1] == summary[1]
+    cached = json.loads((tmp_path / "fresh" / "results" / f"{student_run['key']}.json").read_text())
+    assert cached == student_run
+    assert "--resume-from" not in (out / "tiny.md").read_text()
+
+
+def test_partial_seeds_are_marked_in_the_markdown():
+    from stmd_keras.runner.table import build_parser, format_markdown, summarize
+
+    f1 = dict.fromkeys(["W", "N1", "N2", "N3", "REM"], 0.5)
+    run = {"metrics": {"accuracy": 0.5, "macro_f1": 0.4, "kappa": 0.3, "per_class_f1": f1},
+           "seconds": 1.0, "params": 10}
+    results = {("Teacher", 0): run, ("Teacher", 1): run, ("Student (no KD)", 0): run}
+    summary = summarize(SPEC, SPEC.rows, results, 2, "isruc")
+    args = build_parser(SPEC).parse_args(["--seeds", "2"])
+    md = format_markdown(SPEC, summary, args, None, None, "cmd")
+    assert "| Teacher | 83.47 | 80.50 | 50.00 ± 0.00 | 40.00 ± 0.00 | -33.47 | -40.50 |" in md
+    assert "| Student (no KD) | — | — | 50.00 (1 of 2 seeds) | 40.00 (1 of 2 seeds) |" in md
+    assert "Partial table: 3 of 6 (row, seed) runs done" in md
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "no such file"),
+    ("{not json", "not a JSON file"),
+    ('{"rows": []}', "not a table written by the runner"),
+    ('{"runs": [{"metrics": {}}]}', "not a table written by the runner"),
+])
+def test_resume_from_a_bad_file_names_it(tmp_path, content, problem):
+    path = tmp_path / "table.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=problem) as info:
+        run_table(SPEC, TINY + ["--cached-only", "--resume-from", str(path),
+                                "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    assert str(path) in str(info.value)
+    assert not (tmp_path / "out").exists()  # nothing half written

@@ -124,6 +124,11 @@ def build_parser(spec):
     p.add_argument("--rows", default=None, help="comma-separated row names to run (default: all)")
     p.add_argument("--out", default="results", help="where tables are written")
     p.add_argument("--work-dir", default="runs", help="checkpoints and the per-row cache")
+    p.add_argument("--resume-from", action="append", default=[], metavar="TABLE.json",
+                   help="take the runs recorded in a table .json written earlier (e.g. a committed "
+                        "partial table) as done where their settings match (repeatable)")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: write the table from the runs already done (others pending)")
     p.add_argument("--verbose", type=int, default=None, choices=[0, 1, 2])
     return p
 
@@ -184,6 +189,11 @@ def _loader_options(pairs) -> tuple:
 def run_table(spec, argv=None):
     """Parses `argv`, runs every (row, seed) not cached yet, writes the table.
 
+    The table is rewritten after every trained run, so an interrupted run
+    leaves a partial table (rows not run yet are "pending"). Runs recorded in
+    `--resume-from` table files count as cached where their settings key
+    matches; `--cached-only` trains nothing.
+
     Returns the aggregated rows (list of dicts).
     """
     args = build_parser(spec).parse_args(argv)
@@ -198,6 +208,15 @@ def run_table(spec, argv=None):
         print(f"  note: {args.dataset} has no {spec.channel_set!r} channels; using {set_used!r} "
               f"{list(channels)} instead.", flush=True)
 
+    recorded = load_recorded_runs(args.resume_from)
+    command = f"python {_script(spec)} " + " ".join(_without_resume_options(argv if argv is not None else sys.argv[1:]))
+
+    def write(results):
+        summary = summarize(spec, rows, results, args.seeds, paper_column(spec, args.dataset))
+        markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip())
+        write_table(out_dir, spec, args, data_settings, train_settings, summary, markdown, results)
+        return summary, markdown
+
     data = None
     results = {}
     for seed in range(args.seeds):
@@ -206,10 +225,17 @@ def run_table(spec, argv=None):
                 spec.architecture, row.method, row.params, data_settings, train_settings, seed
             )
             path = os.path.join(cache_dir, f"{key}.json")
+            if not os.path.exists(path) and key in recorded:
+                source, result = recorded[key]
+                write_json(path, result)  # into the cache, so later runs find it too
+                print(f"[{row.name} | seed {seed}] recorded in {source}", flush=True)
             if os.path.exists(path):
                 with open(path) as f:
                     results[row.name, seed] = json.load(f)
                 print(f"[{row.name} | seed {seed}] cached ({path})", flush=True)
+                continue
+            if args.cached_only:
+                print(f"[{row.name} | seed {seed}] pending (not run yet; --cached-only)", flush=True)
                 continue
             if data is None:
                 started = time.time()
@@ -239,22 +265,67 @@ def run_table(spec, argv=None):
                 f"({result['seconds']:.0f} s)",
                 flush=True,
             )
+            write(results)  # the table so far: a long run shows progress and loses nothing
 
-    summary = summarize(spec, rows, results, args.seeds, paper_column(spec, args.dataset))
-    command = f"python {_script(spec)} " + " ".join(argv if argv is not None else sys.argv[1:])
-    markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip())
+    summary, markdown = write(results)
     print("\n" + markdown)
+    print(f"Written to {out_dir}/", flush=True)
+    return summary
+
+
+def write_table(out_dir, spec, args, data_settings, train_settings, summary, markdown, results):
+    """Writes `NAME.md`, `.csv` and `.json` (with every run's result) atomically."""
     write_text(os.path.join(out_dir, f"{spec.name}.md"), markdown)
     write_text(os.path.join(out_dir, f"{spec.name}.csv"), format_csv(summary))
     write_json(os.path.join(out_dir, f"{spec.name}.json"), {
         "table": spec.name, "title": spec.title, "dataset": args.dataset, "seeds": args.seeds,
+        "complete": all(e["seeds"] == args.seeds for e in summary),
         "data_settings": dataclasses.asdict(data_settings),
         "train_settings": dataclasses.asdict(train_settings),
         "rows": summary,
         "runs": [dict(r, history=None) for r in results.values()],
     })
-    print(f"Written to {out_dir}/", flush=True)
-    return summary
+
+
+def load_recorded_runs(paths):
+    """`{settings key: (file, run result)}` from table `.json` files written by `run_table`.
+
+    Raises `ValueError` naming the
+    file if it is missing, not JSON, or not a table written by the runner.
+    """
+    recorded = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                table = json.load(f)
+        except FileNotFoundError:
+            raise ValueError(f"--resume-from {path}: no such file.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"--resume-from {path}: not a JSON file ({e}).") from None
+        runs = table.get("runs") if isinstance(table, dict) else None
+        if not isinstance(runs, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("key"), str) and "metrics" in r for r in runs
+        ):
+            raise ValueError(
+                f"--resume-from {path}: not a table written by the runner "
+                "(expected a 'runs' list whose entries have 'key' and 'metrics')."
+            )
+        for run in runs:
+            recorded[run["key"]] = (os.fspath(path), run)
+    return recorded
+
+
+def _without_resume_options(argv):
+    """`argv` less `--resume-from X` and `--cached-only`: they change where results come from, not what they are."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume-from":
+            skip = True
+        elif not (arg.startswith("--resume-from=") or arg == "--cached-only"):
+            kept.append(arg)
+    return kept
 
 
 def _selected_rows(spec, names):
@@ -268,12 +339,24 @@ def _selected_rows(spec, names):
     return tuple(known[n] for n in wanted)
 
 
+_METRIC_FIELDS = ("accuracy", "accuracy_std", "macro_f1", "macro_f1_std", "kappa", "kappa_std",
+                  "per_class_f1", "params", "seconds")
+
+
 def summarize(spec, rows, results, n_seeds, paper_column):
-    """Mean and std over seeds of each row's test metrics, with the paper's values."""
+    """Mean and std over seeds of each row's test metrics, with the paper's values.
+
+    A row with no result yet has `seeds` 0 and `None` metrics.
+    """
     summary = []
     for row in rows:
         runs = [results[row.name, s] for s in range(n_seeds) if (row.name, s) in results]
         entry = {"row": row.name, "seeds": len(runs)}
+        paper = row.paper.get(paper_column)
+        entry["paper_accuracy"], entry["paper_macro_f1"] = paper if paper else (None, None)
+        if not runs:  # not run yet (a partial table)
+            summary.append({**entry, **dict.fromkeys(_METRIC_FIELDS)})
+            continue
         for metric in ("accuracy", "macro_f1", "kappa"):
             values = np.array([100 * r["metrics"][metric] if metric != "kappa" else r["metrics"][metric]
                                for r in runs], dtype=float)
@@ -285,8 +368,6 @@ def summarize(spec, rows, results, n_seeds, paper_column):
         }
         entry["params"] = runs[0].get("params")
         entry["seconds"] = float(np.mean([r["seconds"] for r in runs]))
-        paper = row.paper.get(paper_column)
-        entry["paper_accuracy"], entry["paper_macro_f1"] = paper if paper else (None, None)
         if any("teacher_metrics" in r for r in runs):
             entry["teacher_accuracy_after"] = float(
                 np.mean([100 * r["teacher_metrics"]["accuracy"] for r in runs if "teacher_metrics" in r])
@@ -295,8 +376,9 @@ def summarize(spec, rows, results, n_seeds, paper_column):
     return summary
 
 
-def _pm(mean, std, n):
-    return f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+def _pm(mean, std, n, n_seeds=None):
+    text = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
+    return text if n_seeds is None or n == n_seeds else f"{text} ({n} of {n_seeds} seeds)"
 
 
 def _delta(ours, paper):
@@ -305,22 +387,32 @@ def _delta(ours, paper):
 
 def format_markdown(spec, summary, args, data_settings, train_settings, command):
     column = PAPER_NAMES[paper_column(spec, args.dataset)]
+    done = sum(e["seeds"] for e in summary)
+    total = args.seeds * len(summary)
     lines = [
         f"### {spec.title}",
         "",
         f"Dataset: **{args.dataset}**{' (quick)' if args.quick else ''}, {args.seeds} seed(s); "
         f"paper values: {column}. Accuracy and macro-F1 in %, test subjects pooled.",
         "",
+    ]
+    if done < total:
+        lines += [f"**Partial table: {done} of {total} (row, seed) runs done**; the rest are pending.", ""]
+    lines += [
         "| Method | Paper acc. | Paper MF1 | Ours acc. | Ours MF1 | Δ acc. | Δ MF1 | κ | F1 W / N1 / N2 / N3 / REM |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in summary:
         pa, pf = e["paper_accuracy"], e["paper_macro_f1"]
+        paper_cells = f"| {e['row']} | {'—' if pa is None else f'{pa:.2f}'} | {'—' if pf is None else f'{pf:.2f}'} "
+        if not e["seeds"]:
+            lines.append(paper_cells + "| pending | pending | — | — | — | — |")
+            continue
         f1 = " / ".join(f"{v:.0f}" for v in e["per_class_f1"].values())
         lines.append(
-            f"| {e['row']} | {'—' if pa is None else f'{pa:.2f}'} | {'—' if pf is None else f'{pf:.2f}'} "
-            f"| {_pm(e['accuracy'], e['accuracy_std'], e['seeds'])} "
-            f"| {_pm(e['macro_f1'], e['macro_f1_std'], e['seeds'])} "
+            paper_cells
+            + f"| {_pm(e['accuracy'], e['accuracy_std'], e['seeds'], args.seeds)} "
+            f"| {_pm(e['macro_f1'], e['macro_f1_std'], e['seeds'], args.seeds)} "
             f"| {_delta(e['accuracy'], pa)} | {_delta(e['macro_f1'], pf)} "
             f"| {e['kappa']:.3f} | {f1} |"
         )
