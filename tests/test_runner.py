@@ -261,3 +261,43 @@ def test_resume_from_a_bad_file_names_it(tmp_path, content, problem):
                                 "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     assert str(path) in str(info.value)
     assert not (tmp_path / "out").exists()  # nothing half written
+
+
+def test_weights_fingerprint_changes_with_any_bit_of_any_weight():
+    import keras
+    import numpy as np
+
+    from stmd_keras.reproducibility import weights_fingerprint
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
+    reference = weights_fingerprint(model)
+    assert len(reference) == 16 and weights_fingerprint(model) == reference
+    clone = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
+    clone.set_weights(model.get_weights())
+    assert weights_fingerprint(clone) == reference  # weights, not the object, decide
+    weights = model.get_weights()
+    weights[2][0, 0] = np.nextafter(weights[2][0, 0], np.float32(np.inf))  # one ulp
+    clone.set_weights(weights)
+    assert weights_fingerprint(clone) != reference
+    # The same values in another layout are another model.
+    flat = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1, use_bias=False)])
+    assert weights_fingerprint(flat) != reference
+
+
+def test_rows_from_two_different_teachers_are_flagged(tmp_path):
+    argv = TINY + ["--rows", "Teacher,Ours (STMD)", "--work-dir", str(tmp_path / "runs"),
+                   "--out", str(tmp_path / "out")]
+    run_table(SPEC, argv)
+    results = {json.loads(p.read_text())["row"]: p for p in (tmp_path / "runs" / "results").glob("*.json")}
+    teacher = json.loads(results["Teacher"].read_text())
+    stmd = json.loads(results["Ours (STMD)"].read_text())
+    assert teacher["teacher_fingerprint"] == stmd["teacher_fingerprint"]
+    md_path = tmp_path / "out" / "tiny" / "synthetic" / "tiny.md"
+    assert "Warning" not in md_path.read_text()
+    # As if the distilled row had been computed elsewhere from a retrained teacher.
+    stmd["teacher_fingerprint"] = "0" * 16
+    results["Ours (STMD)"].write_text(json.dumps(stmd))
+    run_table(SPEC, argv + ["--cached-only"])
+    md = md_path.read_text()
+    assert "Warning: seed 0's rows come from 2 different pre-trained teachers" in md
+    assert teacher["teacher_fingerprint"] in md and "0" * 16 in md

@@ -11,6 +11,7 @@ import pytest
 from stmd_keras.data.datasets import get_dataset
 from stmd_keras.distill import MutualDistiller
 from stmd_keras.models import ARCHITECTURES, build_deepsleepnet, build_model
+from stmd_keras.reproducibility import weights_fingerprint
 from stmd_keras.runner import TableSpec
 from stmd_keras.runner import chains
 from stmd_keras.runner.datasets import load_experiment_data
@@ -72,10 +73,18 @@ def test_recipes_train_each_model_once_and_reuse_the_cached_assistant(tiny_data,
     monkeypatch.setattr(chains, "distill_student", spy)
     ctx = _ctx(tiny_data, tmp_path)
     rows = tmp_path / "rows"
-    run_method(ctx, "chain", {"method": "kd"}, str(rows / "takd"))
-    run_method(ctx, "guided", {"method": "dgkd"}, str(rows / "dgkd"))  # its TA: KD by default
-    run_method(ctx, "assistant", {"method": "kd"}, str(rows / "ta"))
+    takd = run_method(ctx, "chain", {"method": "kd"}, str(rows / "takd"))
+    dgkd = run_method(ctx, "guided", {"method": "dgkd"}, str(rows / "dgkd"))  # its TA: KD by default
+    ta = run_method(ctx, "assistant", {"method": "kd"}, str(rows / "ta"))
     run_method(ctx, "chain", {"method": "sleepkd"}, str(rows / "sleepkd"))  # a second TA
+    # Every row records the pre-trained teacher it used, directly or behind its TA.
+    (teacher_weights,) = (tmp_path / "teacher").glob("*/final.weights.h5")
+    teacher = build_model("tiny_ta", "teacher", n_channels=1, seq_len=5)
+    teacher.load_weights(teacher_weights)
+    fingerprint = weights_fingerprint(teacher)
+    assert takd["assistant_teacher_fingerprint"] == fingerprint and "teacher_fingerprint" not in takd
+    assert dgkd["teacher_fingerprint"] == dgkd["assistant_teacher_fingerprint"] == fingerprint
+    assert ta["teacher_fingerprint"] == fingerprint
     trained = [name for name, _ in fit.calls]
     assert trained == ["tiny_teacher", "tiny_assistant", "tiny_student", "tiny_student",
                        "tiny_assistant", "tiny_student"]

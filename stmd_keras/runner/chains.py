@@ -60,7 +60,7 @@ def pretrained_assistant(ctx, link):
         assistant.load_weights(final)
         with open(info_path) as f:
             return assistant, json.load(f)
-    teacher, _ = pretrained_teacher(ctx)
+    teacher, teacher_info = pretrained_teacher(ctx)
     set_seed(ctx.seed)  # the same initial TA whatever the teacher's cache state
     assistant = ctx.model("assistant")
     lr = ctx.train_settings.learning_rate
@@ -73,7 +73,8 @@ def pretrained_assistant(ctx, link):
     print(f"  distilling the teacher assistant ({assistant.count_params():,} parameters) with {link}",
           flush=True)
     ckpt = fit_resumable(distiller, ctx, os.path.join(directory, "checkpoint"), "val_student_macro_f1")
-    info = {"history": ckpt.history, "best_epoch": ckpt.best_epoch, "link": link, "assistant_key": key}
+    info = {"history": ckpt.history, "best_epoch": ckpt.best_epoch, "link": link, "assistant_key": key,
+            "teacher_fingerprint": teacher_info["teacher_fingerprint"]}
     info["model"] = save_model(assistant, directory, model_card(ctx, "assistant"), "assistant.keras")
     save_weights(assistant, final)
     write_json(info_path, info)
@@ -97,18 +98,25 @@ def run_chain(ctx, params):
     assistant_link, student_link = _split_link(params)
     assistant, info = pretrained_assistant(ctx, assistant_link)
     result = distill_student(ctx, assistant, student_link)
-    result["assistant_key"] = info["assistant_key"]
-    return result
+    return dict(result, **_provenance(info))
 
 
 def run_guided(ctx, params):
     """The student taught by the teacher and the TA together (DGKD)."""
     assistant_link, student_link = _split_link(params, DEFAULT_ASSISTANT_LINK)
     assistant, info = pretrained_assistant(ctx, assistant_link)
-    teacher, _ = pretrained_teacher(ctx)
+    teacher, teacher_info = pretrained_teacher(ctx)
     result = distill_student(ctx, teacher, student_link, guides=[assistant])
-    result["assistant_key"] = info["assistant_key"]
-    return result
+    return {**result, **_provenance(info), "teacher_fingerprint": teacher_info["teacher_fingerprint"]}
+
+
+def _provenance(info):
+    """The TA's cache key and the fingerprint of the teacher it was distilled
+    from (unknown for TAs cached before fingerprints were recorded)."""
+    provenance = {"assistant_key": info["assistant_key"]}
+    if "teacher_fingerprint" in info:
+        provenance["assistant_teacher_fingerprint"] = info["teacher_fingerprint"]
+    return provenance
 
 
 CHAIN_METHODS = {"assistant": run_assistant, "chain": run_chain, "guided": run_guided}

@@ -213,7 +213,12 @@ def run_table(spec, argv=None):
 
     def write(results):
         summary = summarize(spec, rows, results, args.seeds, paper_column(spec, args.dataset))
-        markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip())
+        mismatches = teacher_mismatches(results)
+        for seed, fingerprints in mismatches.items():
+            print(f"WARNING: seed {seed}: rows come from {len(fingerprints)} different teachers "
+                  f"{fingerprints} (see the table's warning)", flush=True)
+        markdown = format_markdown(spec, summary, args, data_settings, train_settings, command.strip(),
+                                   mismatches)
         write_table(out_dir, spec, args, data_settings, train_settings, summary, markdown, results)
         return summary, markdown
 
@@ -376,6 +381,26 @@ def summarize(spec, rows, results, n_seeds, paper_column):
     return summary
 
 
+FINGERPRINT_FIELDS = ("teacher_fingerprint", "assistant_teacher_fingerprint")
+"""Result fields naming the pre-trained teacher a row used (directly or behind its TA)."""
+
+
+def teacher_mismatches(results):
+    """`{seed: fingerprints}` for each seed whose rows used more than one pre-trained teacher.
+
+    All rows of a seed should share one teacher; two fingerprints mean a
+    cached or recorded teacher was retrained to different weights (e.g. a
+    table finished on another machine with `--resume-from`). Results that
+    record no fingerprint are not checked.
+    """
+    by_seed = {}
+    for (_, seed), result in results.items():
+        for field in FINGERPRINT_FIELDS:
+            if result.get(field):
+                by_seed.setdefault(seed, set()).add(result[field])
+    return {seed: sorted(found) for seed, found in sorted(by_seed.items()) if len(found) > 1}
+
+
 def _pm(mean, std, n, n_seeds=None):
     text = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f}"
     return text if n_seeds is None or n == n_seeds else f"{text} ({n} of {n_seeds} seeds)"
@@ -385,7 +410,7 @@ def _delta(ours, paper):
     return "—" if paper is None else f"{ours - paper:+.2f}"
 
 
-def format_markdown(spec, summary, args, data_settings, train_settings, command):
+def format_markdown(spec, summary, args, data_settings, train_settings, command, mismatches=None):
     column = PAPER_NAMES[paper_column(spec, args.dataset)]
     done = sum(e["seeds"] for e in summary)
     total = args.seeds * len(summary)
@@ -398,6 +423,10 @@ def format_markdown(spec, summary, args, data_settings, train_settings, command)
     ]
     if done < total:
         lines += [f"**Partial table: {done} of {total} (row, seed) runs done**; the rest are pending.", ""]
+    for seed, fingerprints in (mismatches or {}).items():
+        lines += [f"**Warning: seed {seed}'s rows come from {len(fingerprints)} different pre-trained "
+                  f"teachers** (weight fingerprints {', '.join(fingerprints)}): a cached teacher was "
+                  "retrained to other weights, so these rows are not comparable.", ""]
     lines += [
         "| Method | Paper acc. | Paper MF1 | Ours acc. | Ours MF1 | Δ acc. | Δ MF1 | κ | F1 W / N1 / N2 / N3 / REM |",
         "|---|---|---|---|---|---|---|---|---|",

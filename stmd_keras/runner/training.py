@@ -15,7 +15,7 @@ from stmd_keras.distill.batch_norm import BatchNormRecalibration
 from stmd_keras.evaluation import evaluate
 from stmd_keras.io import atomic_path, write_json
 from stmd_keras.models import build_model
-from stmd_keras.reproducibility import set_seed
+from stmd_keras.reproducibility import set_seed, weights_fingerprint
 from stmd_keras.runner.settings import settings_key
 
 
@@ -151,7 +151,9 @@ def save_model(model, directory, card, name="model.keras"):
 def pretrained_teacher(ctx):
     """The teacher trained alone (cached per data, training settings and seed).
 
-    Returns `(teacher, info)` where `info` has the training history.
+    Returns `(teacher, info)` where `info` has the training history and the
+    teacher's `weights_fingerprint` ("teacher_fingerprint"), which every row
+    distilled from it records.
     """
     key = settings_key("teacher", ctx.architecture, ctx.data_settings, ctx.train_settings, ctx.seed)
     directory = os.path.join(ctx.work_dir, "teacher", key)
@@ -162,7 +164,7 @@ def pretrained_teacher(ctx):
     if os.path.exists(final) and os.path.exists(info_path):
         teacher.load_weights(final)
         with open(info_path) as f:
-            return teacher, json.load(f)
+            return teacher, dict(json.load(f), teacher_fingerprint=weights_fingerprint(teacher))
     print(f"  pre-training the teacher ({teacher.count_params():,} parameters)", flush=True)
     trainer = SupervisedTrainer(teacher)
     trainer.compile(keras.optimizers.Adam(ctx.train_settings.learning_rate))
@@ -171,7 +173,7 @@ def pretrained_teacher(ctx):
     info["model"] = save_model(teacher, directory, model_card(ctx, "teacher"), "teacher.keras")
     save_weights(teacher, final)
     write_json(info_path, info)
-    return teacher, info
+    return teacher, dict(info, teacher_fingerprint=weights_fingerprint(teacher))
 
 
 def run_teacher(ctx, params):
@@ -202,8 +204,8 @@ def run_distill(ctx, params):
     `params` are `MutualDistiller.compile` keyword arguments (weights,
     switches, KD temperature...).
     """
-    teacher, _ = pretrained_teacher(ctx)
-    return distill_student(ctx, teacher, params)
+    teacher, info = pretrained_teacher(ctx)
+    return dict(distill_student(ctx, teacher, params), teacher_fingerprint=info["teacher_fingerprint"])
 
 
 def distill_student(ctx, teacher, params, guides=()):
