@@ -301,3 +301,17 @@ def test_rows_from_two_different_teachers_are_flagged(tmp_path):
     md = md_path.read_text()
     assert "Warning: seed 0's rows come from 2 different pre-trained teachers" in md
     assert teacher["teacher_fingerprint"] in md and "0" * 16 in md
+
+
+def test_only_seeds_trains_those_seeds_and_lists_the_rest_as_pending(tmp_path):
+    argv = TINY + ["--rows", "Student (no KD)", "--seeds", "2", "--work-dir", str(tmp_path / "runs"),
+                   "--out", str(tmp_path / "out")]
+    (entry,) = run_table(SPEC, argv + ["--only-seeds", "1"])
+    assert entry["seeds"] == 1
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "results").glob("*.json")]
+    assert result["seed"] == 1
+    md = (tmp_path / "out" / "tiny" / "synthetic" / "tiny.md").read_text()
+    assert "(1 of 2 seeds)" in md and "--only-seeds" not in md
+    for bad in ("2", "x", ","):
+        with pytest.raises(ValueError, match="--only-seeds"):
+            run_table(SPEC, argv + ["--only-seeds", bad])

@@ -129,6 +129,9 @@ def build_parser(spec):
                         "partial table) as done where their settings match (repeatable)")
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: write the table from the runs already done (others pending)")
+    p.add_argument("--only-seeds", default=None, metavar="S,S",
+                   help="train only these seeds (others: cached or pending), e.g. to run the seeds "
+                        "of one table in parallel processes sharing --work-dir")
     p.add_argument("--verbose", type=int, default=None, choices=[0, 1, 2])
     return p
 
@@ -209,6 +212,7 @@ def run_table(spec, argv=None):
               f"{list(channels)} instead.", flush=True)
 
     recorded = load_recorded_runs(args.resume_from)
+    trained_seeds = _seeds_to_train(args)
     command = f"python {_script(spec)} " + " ".join(_without_resume_options(argv if argv is not None else sys.argv[1:]))
 
     def write(results):
@@ -239,8 +243,8 @@ def run_table(spec, argv=None):
                     results[row.name, seed] = json.load(f)
                 print(f"[{row.name} | seed {seed}] cached ({path})", flush=True)
                 continue
-            if args.cached_only:
-                print(f"[{row.name} | seed {seed}] pending (not run yet; --cached-only)", flush=True)
+            if seed not in trained_seeds:
+                print(f"[{row.name} | seed {seed}] pending (not run yet)", flush=True)
                 continue
             if data is None:
                 started = time.time()
@@ -292,6 +296,23 @@ def write_table(out_dir, spec, args, data_settings, train_settings, summary, mar
     })
 
 
+def _seeds_to_train(args):
+    """The seeds this run may train: none with `--cached-only`, else `--only-seeds` or all."""
+    if args.cached_only:
+        return set()
+    if args.only_seeds is None:
+        return set(range(args.seeds))
+    try:
+        seeds = {int(s) for s in args.only_seeds.split(",") if s.strip()}
+    except ValueError:
+        raise ValueError(f"--only-seeds expects comma-separated integers. Received: {args.only_seeds!r}") from None
+    outside = sorted(seeds - set(range(args.seeds)))
+    if not seeds or outside:
+        raise ValueError(f"--only-seeds {args.only_seeds!r}: each seed must be in 0..{args.seeds - 1} "
+                         f"(--seeds {args.seeds}).")
+    return seeds
+
+
 def load_recorded_runs(paths):
     """`{settings key: (file, run result)}` from table `.json` files written by `run_table`.
 
@@ -321,14 +342,15 @@ def load_recorded_runs(paths):
 
 
 def _without_resume_options(argv):
-    """`argv` less `--resume-from X` and `--cached-only`: they change where results come from, not what they are."""
+    """`argv` less `--resume-from X`, `--only-seeds S` and `--cached-only`: they change
+    where or when results are computed, not what they are."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--resume-from":
+        elif arg in ("--resume-from", "--only-seeds"):
             skip = True
-        elif not (arg.startswith("--resume-from=") or arg == "--cached-only"):
+        elif not (arg.startswith(("--resume-from=", "--only-seeds=")) or arg == "--cached-only"):
             kept.append(arg)
     return kept
 
