@@ -316,8 +316,8 @@ def _seeds_to_train(args):
 def load_recorded_runs(paths):
     """`{settings key: (file, run result)}` from table `.json` files written by `run_table`.
 
-    Raises `ValueError` naming the
-    file if it is missing, not JSON, or not a table written by the runner.
+    Raises `ValueError` naming the file if it is missing, not JSON, or not a
+    table written by the runner.
     """
     recorded = {}
     for path in paths:
