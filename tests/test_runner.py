@@ -315,3 +315,25 @@ def test_only_seeds_trains_those_seeds_and_lists_the_rest_as_pending(tmp_path):
     for bad in ("2", "x", ","):
         with pytest.raises(ValueError, match="--only-seeds"):
             run_table(SPEC, argv + ["--only-seeds", bad])
+
+
+def test_the_table_includes_runs_another_process_finished_meanwhile(tmp_path, monkeypatch):
+    argv = TINY + ["--seeds", "2", "--rows", "Student (no KD)", "--work-dir", str(tmp_path / "runs"),
+                   "--out", str(tmp_path / "out")]
+    run_table(SPEC, argv + ["--only-seeds", "0"])
+    (seed0,) = (tmp_path / "runs" / "results").glob("*.json")
+    saved = seed0.read_text()
+    seed0.unlink()  # as if another process had not finished seed 0 yet ...
+    from stmd_keras.runner import table
+
+    real_run_method = table.run_method
+
+    def run_and_finish_the_other(*args, **kwargs):
+        seed0.write_text(saved)  # ... and finished it while this one trained seed 1
+        return real_run_method(*args, **kwargs)
+
+    monkeypatch.setattr(table, "run_method", run_and_finish_the_other)
+    (entry,) = run_table(SPEC, argv + ["--only-seeds", "1"])
+    assert entry["seeds"] == 2
+    md = (tmp_path / "out" / "tiny" / "synthetic" / "tiny.md").read_text()
+    assert "Partial table" not in md and "of 2 seeds" not in md

@@ -213,9 +213,23 @@ def run_table(spec, argv=None):
 
     recorded = load_recorded_runs(args.resume_from)
     trained_seeds = _seeds_to_train(args)
-    command = f"python {_script(spec)} " + " ".join(_without_resume_options(argv if argv is not None else sys.argv[1:]))
+    passed = argv if argv is not None else sys.argv[1:]
+    command = f"python {_script(spec)} " + " ".join(_without_resume_options(passed))
+    keys = {
+        (row.name, seed): settings_key(spec.architecture, row.method, row.params, data_settings,
+                                       train_settings, seed)
+        for seed in range(args.seeds) for row in rows
+    }
+
+    def cache_path(name_seed):
+        return os.path.join(cache_dir, f"{keys[name_seed]}.json")
 
     def write(results):
+        # Runs that other processes sharing the work dir finished meanwhile count too.
+        for name_seed in keys:
+            if name_seed not in results and os.path.exists(cache_path(name_seed)):
+                with open(cache_path(name_seed)) as f:
+                    results[name_seed] = json.load(f)
         summary = summarize(spec, rows, results, args.seeds, paper_column(spec, args.dataset))
         mismatches = teacher_mismatches(results)
         for seed, fingerprints in mismatches.items():
@@ -230,10 +244,7 @@ def run_table(spec, argv=None):
     results = {}
     for seed in range(args.seeds):
         for row in rows:
-            key = settings_key(
-                spec.architecture, row.method, row.params, data_settings, train_settings, seed
-            )
-            path = os.path.join(cache_dir, f"{key}.json")
+            key, path = keys[row.name, seed], cache_path((row.name, seed))
             if not os.path.exists(path) and key in recorded:
                 source, result = recorded[key]
                 write_json(path, result)  # into the cache, so later runs find it too
