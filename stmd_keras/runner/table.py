@@ -224,12 +224,19 @@ def run_table(spec, argv=None):
     def cache_path(name_seed):
         return os.path.join(cache_dir, f"{keys[name_seed]}.json")
 
+    def cached(name_seed):
+        """The cached result of `(row name, seed)`, or None if it has not run."""
+        path = cache_path(name_seed)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
     def write(results):
         # Runs that other processes sharing the work dir finished meanwhile count too.
         for name_seed in keys:
-            if name_seed not in results and os.path.exists(cache_path(name_seed)):
-                with open(cache_path(name_seed)) as f:
-                    results[name_seed] = json.load(f)
+            if name_seed not in results and (result := cached(name_seed)) is not None:
+                results[name_seed] = result
         summary = summarize(spec, rows, results, args.seeds, paper_column(spec, args.dataset))
         mismatches = teacher_mismatches(results)
         for seed, fingerprints in mismatches.items():
@@ -249,9 +256,8 @@ def run_table(spec, argv=None):
                 source, result = recorded[key]
                 write_json(path, result)  # into the cache, so later runs find it too
                 print(f"[{row.name} | seed {seed}] recorded in {source}", flush=True)
-            if os.path.exists(path):
-                with open(path) as f:
-                    results[row.name, seed] = json.load(f)
+            if (result := cached((row.name, seed))) is not None:
+                results[row.name, seed] = result
                 print(f"[{row.name} | seed {seed}] cached ({path})", flush=True)
                 continue
             if seed not in trained_seeds:
